@@ -1,0 +1,30 @@
+# Quick start: `make demo` (compile + RTL-simulate the shipped digits model), `make test` (all tests).
+# Both create .venv and install the pinned versions from constraints.txt on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/digits_demo.py
+
+test: setup
+	$(BIN)/python -m pytest -n 2
+
+test-slow: setup
+	$(BIN)/python -m pytest -n 2 -m slow
+
+bench: setup
+	$(BIN)/python bench/golden_throughput.py
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,51 @@
+"""Typed errors. Each carries one sentence that says what is wrong, where, and how to fix it.
+
+The CLI prints ``str(error)`` and exits non-zero; nothing else is shown unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Bnn2hwError", "ModelFileError", "UnsupportedModelError", "InputDataError", "FoldingError",
+    "ToolNotFoundError", "SimulationError",
+]
+
+
+class Bnn2hwError(Exception):
+    """Base class of every error bnn2hw reports to a user."""
+
+
+class ModelFileError(Bnn2hwError):
+    """A model file is missing, unreadable, unsafe, or not written by ``bnn2hw.save``."""
+
+
+class UnsupportedModelError(Bnn2hwError):
+    """The model has layers or a layer order that bnn2hw cannot compile.
+
+    ``problems`` lists every offending layer as ``(position, description)`` so all of them are named
+    at once, not one per run.
+    """
+
+    def __init__(self, problems: list[tuple[int | None, str]], hint: str = ""):
+        self.problems = list(problems)
+        parts = [(f"layer {pos}: " if pos is not None else "") + text for pos, text in self.problems]
+        message = "the model cannot be compiled: " + "; ".join(parts)
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class InputDataError(Bnn2hwError):
+    """Input data has the wrong shape, dtype or value range for the model."""
+
+
+class FoldingError(Bnn2hwError):
+    """A folding (PE/SIMD per layer) request is malformed or impossible, or threshold folding failed."""
+
+
+class ToolNotFoundError(Bnn2hwError):
+    """An external tool (simulator, synthesiser) is not installed or not on PATH."""
+
+
+class SimulationError(Bnn2hwError):
+    """A simulation run failed or produced no result."""

@@ -1,0 +1,58 @@
+"""The IR graph: an input spec, an ordered tuple of nodes, and (after folding) PE/SIMD per layer."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .ops import BITS, PIXELS, BatchNorm, Dense, Folding, InputSpec, ScoresDense, Sign, ThresholdDense
+
+__all__ = ["Graph", "validate"]
+
+
+@dataclass(frozen=True)
+class Graph:
+    input: InputSpec
+    nodes: tuple
+    folding: tuple[tuple[str, Folding], ...] = ()
+
+    def replace(self, **changes) -> "Graph":
+        return dataclasses.replace(self, **changes)
+
+    def folding_of(self, name: str) -> Folding:
+        for n, f in self.folding:
+            if n == name:
+                return f
+        raise KeyError(f"layer {name!r} has no folding yet; run the folding pass first")
+
+    @property
+    def compute_nodes(self) -> tuple:
+        return tuple(n for n in self.nodes if isinstance(n, (ThresholdDense, ScoresDense)))
+
+    @property
+    def is_folded(self) -> bool:
+        return all(isinstance(n, (ThresholdDense, ScoresDense)) for n in self.nodes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.nodes[-1].out_features
+
+
+def validate(graph: Graph) -> Graph:
+    """Check shape and kind invariants; raise AssertionError naming the node on violation (a bnn2hw bug)."""
+    width = graph.input.size
+    for i, node in enumerate(graph.nodes):
+        if isinstance(node, (Dense, ThresholdDense, ScoresDense)):
+            assert node.in_features == width, f"{node.name}: expects {node.in_features} inputs, gets {width}"
+            width = node.out_features
+        elif isinstance(node, BatchNorm):
+            assert node.gamma.shape == (width,), f"{node.name}: {node.gamma.shape[0]} channels, expected {width}"
+        if isinstance(node, (ThresholdDense, ScoresDense)):
+            expected = PIXELS if i == 0 else BITS
+            assert node.input_kind == expected, f"{node.name}: input kind {node.input_kind}, expected {expected}"
+        if isinstance(node, ScoresDense):
+            assert i == len(graph.nodes) - 1, f"{node.name}: a scores layer must be last"
+    if graph.folding:
+        names = [n.name for n in graph.compute_nodes]
+        assert [n for n, _ in graph.folding] == names, "folding does not list every layer in order"
+    return graph

@@ -1,0 +1,68 @@
+"""Analytic cycle and memory estimates of a folded graph, for report.json.
+
+The cycle model is that of hw/mvu.py and hw/network.py: layer l needs K_l = NF·SF cycles per frame,
+the network's initiation interval is max K_l, and its latency is Σ (K_l + 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..ir import PIXELS, Graph, ScoresDense
+from .pack import folds
+
+__all__ = ["LayerEstimate", "NetworkEstimate", "estimate", "MVU_PIPELINE_CYCLES"]
+
+#: Cycles a unit adds beyond its K compute cycles: the ROM read and the output register.
+MVU_PIPELINE_CYCLES = 2
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    name: str
+    kind: str
+    in_features: int
+    out_features: int
+    input: str
+    pe: int
+    simd: int
+    neuron_folds: int
+    synapse_folds: int
+    cycles_per_frame: int
+    weight_bits: int
+    weight_rom_bits: int
+    constant_bits: int
+
+
+@dataclass(frozen=True)
+class NetworkEstimate:
+    layers: tuple[LayerEstimate, ...]
+    cycles_per_frame: int
+    latency_cycles: int
+    clock_mhz: float
+    frames_per_second: float
+    bottleneck: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int]) -> NetworkEstimate:
+    """``widths`` maps layer name → bits of per-channel constants (threshold, or scale + offset) as built."""
+    layers = []
+    for node in graph.compute_nodes:
+        f = graph.folding_of(node.name)
+        nf, sf = folds(node.out_features, f.pe), folds(node.in_features, f.simd)
+        per_channel = widths[node.name]
+        layers.append(LayerEstimate(
+            name=node.name, kind="scores" if isinstance(node, ScoresDense) else "threshold",
+            in_features=node.in_features, out_features=node.out_features,
+            input=f"{node.in_bits}-bit pixels" if node.input_kind == PIXELS else "bits",
+            pe=f.pe, simd=f.simd, neuron_folds=nf, synapse_folds=sf, cycles_per_frame=nf * sf,
+            weight_bits=node.in_features * node.out_features, weight_rom_bits=nf * sf * f.pe * f.simd,
+            constant_bits=per_channel * node.out_features))
+    ii = max(l.cycles_per_frame for l in layers)
+    latency = sum(l.cycles_per_frame + MVU_PIPELINE_CYCLES for l in layers)
+    bottleneck = max(layers, key=lambda l: l.cycles_per_frame).name
+    return NetworkEstimate(layers=tuple(layers), cycles_per_frame=ii, latency_cycles=latency,
+                           clock_mhz=clock_mhz, frames_per_second=clock_mhz * 1e6 / ii, bottleneck=bottleneck)

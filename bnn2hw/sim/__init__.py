@@ -1,0 +1,1 @@
+"""Simulation harnesses: Amaranth's simulator here, cocotb (Icarus, Verilator) in sim.cocotb_*."""
