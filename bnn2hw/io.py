@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -151,13 +152,16 @@ def load(path: str | os.PathLike) -> BinaryNet:
     if path.is_dir():
         raise ModelFileError(f"'{path}' is a directory, not a model file; give the path of a .pt file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():     # torch's pickle-protocol notes mean nothing to a user here
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ModelFileError(
-            f"'{path}' was refused: it holds Python objects, not only tensors and plain data, and bnn2hw "
-            "never runs code from a model file; save the model with bnn2hw.save(model, path, input_shape)"
+            f"'{path}' is not a bnn2hw model file: torch.load(weights_only=True) refused it (it holds Python "
+            "objects, or is no PyTorch file at all) and bnn2hw never runs code from a model file; "
+            "save the model with bnn2hw.save(model, path, input_shape)"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+    except Exception as e:     # torch raises many types (KeyError, RuntimeError, EOFError, …) for non-models
         raise ModelFileError(f"'{path}' is not a bnn2hw model file (torch could not read it: {e}); "
                              "save the model with bnn2hw.save(model, path, input_shape)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:

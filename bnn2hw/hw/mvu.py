@@ -23,6 +23,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .pe_array import PEArray, resize, tree_sum
+
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_chain"]
 
 
@@ -82,17 +84,6 @@ def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.St
         "scores": data.ArrayLayout(signed(score_width), n_classes),
         "cls": unsigned(class_width),
     })
-
-
-def tree_sum(terms):
-    """Balanced adder tree (log depth, widths grow by one bit per level)."""
-    terms = list(terms)
-    while len(terms) > 1:
-        nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
 
 
 def argmax_chain(m: Module, values: list) -> Signal:
@@ -202,30 +193,20 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf),
                          s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_w))]
 
-        accs, acc_next = [], []
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
-        for j in range(p.pe):
-            w = w_rd.data[j * p.simd:(j + 1) * p.simd]
-            if p.pixel_bits:
-                d = (1 << p.pixel_bits) - 1
-                terms = []
-                for k in range(p.simd):
-                    x = s1_x[k * lane_w:(k + 1) * lane_w]
-                    q = Signal(signed(lane_w + 2), name=f"q{j}_{k}")
-                    valid = Const(1) if k < tail else (s1_sf != p.sf - 1)
-                    m.d.comb += q.eq(Mux(valid, Mux(w[k], 2 * x - d, d - 2 * x), 0))
-                    terms.append(q)
-            else:
-                terms = list(~(w ^ s1_x))
-            partial = Signal(acc_shape, name=f"partial{j}")
-            m.d.comb += partial.eq(tree_sum(terms))
-            acc = Signal(acc_shape, name=f"acc{j}")
-            nxt = Signal(acc_shape, name=f"acc_next{j}")
-            m.d.comb += nxt.eq(Mux(s1_first, 0, acc) + partial)
-            with m.If(advance & s1_valid):
-                m.d.sync += acc.eq(nxt)
-            accs.append(acc)
-            acc_next.append(nxt)
+        field_w = len(Signal(acc_shape))
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, field_w)
+        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1)]
+        # All PE accumulators live in one wide register: one signal update per cycle in simulation.
+        acc_all = Signal(p.pe * field_w, name="acc")
+        acc_next_all = Signal(p.pe * field_w, name="acc_next")
+        field = lambda v, j: (v[j * field_w:(j + 1) * field_w].as_signed() if p.pixel_bits
+                              else v[j * field_w:(j + 1) * field_w])
+        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(s1_first, 0, field(acc_all, j)) + field(lanes.partial, j),
+                                                 field_w) for j in range(p.pe))))
+        with m.If(advance & s1_valid):
+            m.d.sync += acc_all.eq(acc_next_all)
+        acc_next = [field(acc_next_all, j) for j in range(p.pe)]
 
         # ---- per-neuron-fold results, collected until the frame is complete ----
         frame_done = Signal()
@@ -277,14 +258,10 @@ class MatrixVectorUnit(wiring.Component):
         p = self._p
         out = []
         for j in range(p.pe):
-            raw = Signal(signed(p.score_width), name=f"raw{j}")
-            m.d.comb += raw.eq(acc_next[j] if p.pixel_bits else 2 * acc_next[j] - p.n_in)
+            raw = acc_next[j] if p.pixel_bits else 2 * acc_next[j] - p.n_in
             if p.has_affine:
                 scale = ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
                 offset = ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()
-                score = Signal(signed(p.score_width), name=f"score{j}")
-                m.d.comb += score.eq(raw * scale + offset)
-            else:
-                score = raw
-            out.append(score[:p.score_width])
+                raw = raw * scale + offset
+            out.append(resize(raw, p.score_width, signed_value=True))
         return out

@@ -8,9 +8,12 @@ cycle of every handshake so that throughput and latency are measured, not assume
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from ..golden.packing import pack_fields
@@ -52,17 +55,19 @@ def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_
     words = [frame_word(row, pixel_bits) for row in inputs]
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     n_classes = len(network.o.payload.scores)
-    state = {"cycle": 0}
     in_cycles, out_cycles, scores, classes = [], [], [], []
     limit = max_cycles or 10_000_000
 
-    sim = Simulator(network)
+    # A free-running counter beside the network time-stamps handshakes deterministically: its value
+    # is sampled just before the clock edge at which the handshake happens.
+    top = Module()
+    top.submodules.network = network
+    cycle = Signal(40)
+    top.d.sync += cycle.eq(cycle + 1)
+    # Amaranth's simulator writes wide constants (ROM rows of PE·SIMD bits) as decimal literals.
+    sys.set_int_max_str_digits(0)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
-
-    async def clock_counter(ctx):
-        while True:
-            await ctx.tick()
-            state["cycle"] += 1
 
     async def producer(ctx):
         for word in words:
@@ -71,23 +76,25 @@ def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_
                     await ctx.tick()
             ctx.set(network.i.payload, word)
             ctx.set(network.i.valid, 1)
-            await ctx.tick().until(network.i.ready)
-            in_cycles.append(state["cycle"] - 1)
+            while True:
+                _, _, ready, now = await ctx.tick().sample(network.i.ready, cycle)
+                if ready:
+                    break
+            in_cycles.append(now)
             ctx.set(network.i.valid, 0)
 
     async def consumer(ctx):
         while len(scores) < n:
             ready = 1 if not backpressure else int(rng_out.random() < 0.6)
             ctx.set(network.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(network.o.valid, network.o.payload)
+            _, _, valid, payload, now = await ctx.tick().sample(network.o.valid, network.o.payload, cycle)
             if valid and ready:
-                out_cycles.append(state["cycle"] - 1)
+                out_cycles.append(now)
                 scores.append([int(payload.scores[c]) for c in range(n_classes)])
                 classes.append(int(payload.cls))
-            if state["cycle"] > limit:
+            if now > limit:
                 raise TimeoutError(f"simulation ran {limit} cycles without finishing {n} frames")
 
-    sim.add_process(clock_counter)
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     if vcd:

@@ -1,0 +1,172 @@
+"""The ``bnn2hw`` command: a thin layer over bnn2hw.compiler and bnn2hw.sim.run.
+
+Every error a user can cause is a :class:`bnn2hw.errors.Bnn2hwError`; it is printed as one line on
+stderr with exit code 1 (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import Bnn2hwError
+
+__all__ = ["main", "cli"]
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _progress(step: str, seconds: float) -> None:
+    err.print(f"[dim]  ✓ {step} ({seconds:.1f} s)[/dim]")
+
+
+class _Bnn2hwGroup(click.Group):
+    """Turns bnn2hw errors into one line and exit code 1, unless --debug was given."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Bnn2hwError as e:
+            if ctx.meta.get("bnn2hw.debug"):
+                raise
+            err.print(f"[bold red]error:[/bold red] {e}", soft_wrap=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Bnn2hwGroup)
+@click.version_option(__version__, prog_name="bnn2hw")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """bnn2hw: binary neural networks from PyTorch to bit-exact FPGA hardware."""
+    ctx.meta["bnn2hw.debug"] = debug
+
+
+_model_arg = click.argument("model", type=click.Path(path_type=Path))
+_folding_opt = click.option("--folding", "folding", type=click.Path(path_type=Path), default=None,
+                            help='JSON folding file overriding PE/SIMD per layer: {"dense0": {"pe": 4, "simd": 16}}.')
+_clock_opt = click.option("--clock-mhz", type=float, default=100.0, show_default=True,
+                          help="Clock used for the frames/s estimate.")
+
+
+def _layer_table(report: dict) -> Table:
+    table = Table(title="layers", title_justify="left")
+    for col in ("layer", "in→out", "input", "PE", "SIMD", "cycles", "weights", "consts"):
+        table.add_column(col, justify="left" if col in ("layer", "input") else "right")
+    for layer in report["layers"]:
+        const = layer.get("threshold_bits", layer.get("affine_bits", 0))
+        kind = "pixels" if "pixels" in layer["input"] else "bits"
+        table.add_row(layer["name"] + (" (scores)" if layer["kind"] == "scores" else ""),
+                      f"{layer['in_features']}→{layer['out_features']}", kind, str(layer["pe"]),
+                      str(layer["simd"]), str(layer["cycles_per_frame"]), str(layer["weight_bits"]), str(const))
+    return table
+
+
+@cli.command("compile")
+@_model_arg
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: build/<model name>).")
+@_folding_opt
+@_clock_opt
+@click.option("--inputs", "inputs", type=click.Path(path_type=Path), default=None,
+              help="X.npy for verification/ and last-layer calibration (default: 16 seeded random frames).")
+def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
+    """Compile MODEL.pt to Verilog, report.json and a verification input/output pair."""
+    from .compiler import compile_model, load_inputs, report_dict, write_output_dir
+    out_dir = out_dir or Path("build") / model.stem
+    x = load_inputs(inputs) if inputs is not None else None
+    err.print(f"[bold]compiling[/bold] {model}")
+    compiled = compile_model(model, folding_file=folding, calibration=x, clock_mhz=clock_mhz, progress=_progress)
+    if x is None:
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, compiled.graph.input.max_value + 1, size=(16,) + compiled.graph.input.shape)
+    write_output_dir(compiled, out_dir, x, progress=_progress)
+    report = report_dict(compiled)
+    out.print(_layer_table(report))
+    net = report["network"]
+    out.print(f"network: {net['cycles_per_frame']} cycles/frame (bottleneck {net['bottleneck']}), "
+              f"latency {net['latency_cycles']} cycles, {net['frames_per_second']:,.0f} frames/s at "
+              f"{net['clock_mhz']:g} MHz")
+    out.print(f"wrote {out_dir}/verilog/bnn2hw_top.v, {out_dir}/report.json, {out_dir}/folding.json, "
+              f"{out_dir}/verification/")
+
+
+@cli.command("predict")
+@_model_arg
+@click.option("--inputs", "inputs", type=click.Path(path_type=Path), required=True, help="X.npy of integer pixels.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write scores and classes to Y.npz.")
+def predict_cmd(model, inputs, out_file):
+    """Run the bit-exact golden model on X.npy."""
+    from . import golden
+    from .compiler import compile_model, load_inputs
+    x = load_inputs(inputs)
+    compiled = compile_model(model, progress=_progress)
+    result = golden.run(compiled.graph, x)
+    if out_file is not None:
+        _save_npz(out_file, scores=result.scores, classes=result.classes)
+    counts = np.bincount(result.classes, minlength=compiled.graph.num_classes)
+    out.print(f"predicted {len(result.classes)} inputs; class counts {counts.tolist()}"
+              + (f"; wrote {out_file}" if out_file else ""))
+
+
+@cli.command("simulate")
+@_model_arg
+@click.option("--inputs", "inputs", type=click.Path(path_type=Path), required=True, help="X.npy of integer pixels.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus", "amaranth"]), default="verilator",
+              show_default=True, help="RTL simulator.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write scores and classes to Y.npz.")
+@_folding_opt
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="y.npy of true classes: print hardware and PyTorch accuracy.")
+@click.option("--stress", is_flag=True, help="Random input gaps and output back-pressure (no timing measured).")
+def simulate_cmd(model, inputs, simulator, out_file, folding, labels, stress):
+    """Run the compiled RTL on every input of X.npy and compare with the golden model."""
+    from .compiler import compile_model, load_inputs
+    from .sim.run import simulate_compiled
+    x = load_inputs(inputs)
+    y = load_inputs(labels) if labels is not None else None
+    compiled = compile_model(model, folding_file=folding, progress=_progress)
+    err.print(f"[bold]simulating[/bold] {len(x)} frames in {simulator}")
+    run = simulate_compiled(compiled, x, simulator, stress=stress)
+    if out_file is not None:
+        _save_npz(out_file, scores=run.result.scores, classes=run.result.classes)
+    line = f"{simulator}: {len(x)} frames, {run.mismatches} mismatches against the golden model"
+    if run.cycles_per_frame is not None:
+        line += (f", {run.cycles_per_frame} cycles/frame measured (estimate {compiled.estimate.cycles_per_frame}), "
+                 f"latency {run.latency_cycles} cycles (estimate {compiled.estimate.latency_cycles})")
+    out.print(line)
+    if y is not None:
+        from .testing import torch_forward
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise Bnn2hwError(f"--labels holds {len(y)} labels for {len(x)} inputs; give one label per input")
+        torch_classes = torch_forward(compiled.torch_model, x.reshape((len(x),) + compiled.graph.input.shape)).argmax(1)
+        out.print(f"accuracy: hardware {np.mean(run.result.classes == y):.2%}, "
+                  f"PyTorch {np.mean(torch_classes == y):.2%} on {len(y)} labelled inputs")
+    if out_file is not None:
+        out.print(f"wrote {out_file}")
+    if run.mismatches:
+        sys.exit(1)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The compile flow as plain functions: model file → folded graph → hardware → output directory.
+
+The CLI is a thin layer over these; each step reports its name and duration through ``progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__, golden
+from .codegen import build_network, constant_widths, layer_params
+from .codegen.export import export_verilog
+from .errors import Bnn2hwError, InputDataError
+from .frontend import import_model
+from .hw import MVUParams
+from .io import load
+from .ir import Graph
+from .passes import NetworkEstimate, apply_folding, estimate, fold_batchnorm, load_folding_file
+
+__all__ = ["Compiled", "compile_model", "write_output_dir", "load_inputs", "DEFAULT_CLOCK_MHZ", "Progress"]
+
+DEFAULT_CLOCK_MHZ = 100.0
+_MARKER = "bnn2hw-output"
+
+Progress = Callable[[str, float], None]
+
+
+def _quiet(step: str, seconds: float) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything a compile produces in memory."""
+    model_path: str
+    graph: Graph                     # folded, with PE/SIMD per layer
+    params: tuple[MVUParams, ...]
+    estimate: NetworkEstimate
+    torch_model: object              # the loaded BinaryNet, for reference runs
+
+    @property
+    def pixel_bits(self) -> int:
+        return self.graph.input.bits
+
+    def network(self):
+        return build_network(self.graph)
+
+
+class _Steps:
+    def __init__(self, progress: Progress):
+        self._progress = progress
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self._progress(name, time.perf_counter() - t0)
+        return result
+
+
+def compile_model(model_path: str | Path, *, folding_file: str | Path | None = None, calibration=None,
+                  clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: Progress = _quiet) -> Compiled:
+    """Load, check, fold and estimate a model; no files are written."""
+    steps = _Steps(progress)
+    model = steps.run("load model", load, model_path)
+    graph = steps.run("check layers and import", import_model, model, model.input_shape)
+    if calibration is not None:
+        calibration = golden.check_inputs(graph, calibration)
+    graph = steps.run("fold BatchNorm into thresholds (exhaustive check)", fold_batchnorm, graph, calibration)
+    overrides = load_folding_file(folding_file) if folding_file is not None else None
+    graph = steps.run("choose folding (PE, SIMD)", apply_folding, graph, overrides)
+    params = tuple(layer_params(graph))
+    est = estimate(graph, clock_mhz, constant_widths(list(params), graph))
+    return Compiled(model_path=str(model_path), graph=graph, params=params, estimate=est, torch_model=model)
+
+
+def load_inputs(path: str | Path) -> np.ndarray:
+    """Read an X.npy of integer pixels with one clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"input file '{path}' does not exist; give a .npy file of shape (n, *input_shape)")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise InputDataError(f"input file '{path}' is not a numpy .npy file; save the inputs with numpy.save")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise InputDataError(f"input file '{path}' holds Python objects, which are never loaded ({e}); "
+                             "save a plain integer array with numpy.save") from None
+    except Exception as e:   # numpy raises several types for a file that is not .npy
+        raise InputDataError(f"input file '{path}' is not a numpy .npy file ({e}); "
+                             "save the inputs with numpy.save") from None
+    if not isinstance(x, np.ndarray):
+        raise InputDataError(f"input file '{path}' does not hold one array; save it with numpy.save")
+    return x
+
+
+def report_dict(compiled: Compiled) -> dict:
+    est = compiled.estimate
+    layers = []
+    for node, layer, p in zip(compiled.graph.compute_nodes, est.layers, compiled.params):
+        entry = {
+            "name": layer.name, "kind": layer.kind, "in_features": layer.in_features,
+            "out_features": layer.out_features, "input": layer.input, "pe": layer.pe, "simd": layer.simd,
+            "neuron_folds": layer.neuron_folds, "synapse_folds": layer.synapse_folds,
+            "cycles_per_frame": layer.cycles_per_frame, "weight_bits": layer.weight_bits,
+            "weight_rom_bits": layer.weight_rom_bits,
+        }
+        if layer.kind == "threshold":
+            entry.update(threshold_bits=layer.constant_bits, threshold_width=p.threshold_width,
+                         flipped_channels=int(node.flipped.sum()),
+                         constant_channels=int(_constant_channels(node)),
+                         tie_corrections=node.tie_corrections)
+        else:
+            entry.update(score_bits=p.score_width, affine=node.has_affine, affine_bits=layer.constant_bits,
+                         frac_bits=node.frac_bits)
+        layers.append(entry)
+    return {
+        "generator": _MARKER, "bnn2hw_version": __version__, "model": compiled.model_path,
+        "input": {"shape": list(compiled.graph.input.shape), "bits": compiled.graph.input.bits},
+        "classes": compiled.graph.num_classes,
+        "network": {"cycles_per_frame": est.cycles_per_frame, "latency_cycles": est.latency_cycles,
+                    "clock_mhz": est.clock_mhz, "frames_per_second": est.frames_per_second,
+                    "bottleneck": est.bottleneck,
+                    "weight_bits": sum(l.weight_bits for l in est.layers),
+                    "threshold_bits": sum(l.constant_bits for l in est.layers)},
+        "layers": layers,
+    }
+
+
+def _constant_channels(node) -> int:
+    """Channels whose threshold lies outside the accumulator range (γ = 0, or saturated)."""
+    lo = 0 if node.input_kind == "bits" else -node.in_features * ((1 << node.in_bits) - 1)
+    hi = node.in_features if node.input_kind == "bits" else -lo
+    return int(np.sum((node.thresholds <= lo) | (node.thresholds > hi)))
+
+
+def folding_dict(graph: Graph) -> dict:
+    return {name: {"pe": f.pe, "simd": f.simd} for name, f in graph.folding}
+
+
+def _prepare_target(out_dir: Path) -> None:
+    if out_dir.exists():
+        report = out_dir / "report.json"
+        ours = False
+        if report.is_file():
+            try:
+                ours = json.loads(report.read_text()).get("generator") == _MARKER
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                ours = False
+        if not ours:
+            raise Bnn2hwError(f"output directory '{out_dir}' exists and was not written by bnn2hw; "
+                              "choose another --out or remove it yourself")
+
+
+def write_output_dir(compiled: Compiled, out_dir: str | Path, verification_inputs: np.ndarray,
+                     progress: Progress = _quiet) -> Path:
+    """Write verilog/, report.json, folding.json and verification/ into ``out_dir``, all or nothing.
+
+    Everything is built in a temporary sibling directory and moved into place at the end, so a failure
+    leaves no half-written output; an existing directory is only replaced if bnn2hw wrote it.
+    """
+    out_dir = Path(out_dir)
+    _prepare_target(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    steps = _Steps(progress)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        network = compiled.network()
+        steps.run("generate Verilog", export_verilog, network, tmp / "verilog", compiled.pixel_bits)
+        x = golden.check_inputs(compiled.graph, verification_inputs)
+        result = steps.run("run golden model on verification inputs", golden.run, compiled.graph, x)
+        (tmp / "verification").mkdir()
+        np.save(tmp / "verification" / "input.npy", x.reshape((len(x),) + compiled.graph.input.shape))
+        np.save(tmp / "verification" / "expected_output.npy", result.scores)
+        (tmp / "folding.json").write_text(json.dumps(folding_dict(compiled.graph), indent=2) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report_dict(compiled), indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

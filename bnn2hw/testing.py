@@ -1,0 +1,124 @@
+"""Random models and inputs for bit-exactness tests (used by tests/, rtl_tests/ and bench/).
+
+Models are drawn to stress the integer math: widths that are primes or not multiples of anything,
+BatchNorm with γ of both signs and exactly zero, running statistics that put thresholds inside the
+reachable range, optional biases, and heads with or without a BatchNorm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .nn import BinaryAct, BinaryLinear, InputQuant
+
+__all__ = ["RandomModelSpec", "random_spec", "build_random_model", "random_inputs", "torch_forward",
+           "random_folding"]
+
+_PRIMES = (3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97, 101, 127, 131, 199, 211, 251, 257, 293)
+
+
+@dataclass(frozen=True)
+class RandomModelSpec:
+    seed: int
+    input_bits: int
+    widths: tuple[int, ...]      # input size, hidden widths..., classes
+    head_bn: bool
+    biases: bool
+
+    def describe(self) -> str:
+        return (f"seed={self.seed} bits={self.input_bits} widths={'-'.join(map(str, self.widths))} "
+                f"head_bn={self.head_bn} bias={self.biases}")
+
+
+def random_spec(seed: int, max_width: int = 300) -> RandomModelSpec:
+    rng = np.random.default_rng(seed)
+    hidden = int(rng.integers(1, 5))
+
+    def width() -> int:
+        if rng.random() < 0.4:
+            return int(rng.choice([p for p in _PRIMES if p <= max_width]))
+        return int(rng.integers(3, max_width + 1))
+
+    widths = (width(),) + tuple(width() for _ in range(hidden)) + (int(rng.integers(2, 17)),)
+    return RandomModelSpec(seed=seed, input_bits=int(rng.choice([1, 4, 8])), widths=widths,
+                           head_bn=bool(seed % 2), biases=bool(rng.random() < 0.3))
+
+
+def _random_bn(n: int, fan_in: float, rng: np.random.Generator) -> nn.BatchNorm1d:
+    """BatchNorm with γ of both signs (some exactly 0) and statistics around the reachable range."""
+    bn = nn.BatchNorm1d(n)
+    spread = max(1.0, float(np.sqrt(fan_in)))
+    gamma = rng.uniform(-1.5, 1.5, n)
+    gamma[rng.random(n) < 0.1] = 0.0
+    with torch.no_grad():
+        bn.weight.copy_(torch.from_numpy(gamma))
+        bn.bias.copy_(torch.from_numpy(rng.uniform(-1.0, 1.0, n)))
+        bn.running_mean.copy_(torch.from_numpy(rng.uniform(-1.5, 1.5, n) * spread))
+        bn.running_var.copy_(torch.from_numpy(rng.uniform(0.2, 2.0, n) * spread ** 2))
+    return bn
+
+
+def build_random_model(spec: RandomModelSpec) -> nn.Sequential:
+    """The torch model of ``spec`` in eval mode (float32 parameters, like a trained model)."""
+    rng = np.random.default_rng(spec.seed + 1_000_003)
+    torch.manual_seed(spec.seed)
+    layers: list[nn.Module] = [InputQuant(spec.input_bits)]
+    pairs = list(zip(spec.widths, spec.widths[1:]))
+    for k, (n_in, n_out) in enumerate(pairs):
+        lin = BinaryLinear(n_in, n_out, bias=spec.biases)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(rng.uniform(-1, 1, (n_out, n_in))))
+            if lin.bias is not None:
+                lin.bias.copy_(torch.from_numpy(rng.uniform(-2, 2, n_out)))
+        layers.append(lin)
+        last = k == len(pairs) - 1
+        if not last or spec.head_bn:
+            layers.append(_random_bn(n_out, n_in, rng))
+        if not last:
+            layers.append(BinaryAct())
+    return nn.Sequential(*layers).eval()
+
+
+def random_inputs(spec_or_bits, size: int | None = None, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Uniform random integer pixels, shape (n, size)."""
+    if isinstance(spec_or_bits, RandomModelSpec):
+        bits, size = spec_or_bits.input_bits, spec_or_bits.widths[0]
+    else:
+        bits = int(spec_or_bits)
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << bits, size=(n, size), dtype=np.int64)
+
+
+def torch_forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The model's eval-mode output in float64 (a float64 copy; the model itself is not changed)."""
+    import copy
+    m = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        return m(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+def random_folding(graph, seed: int, max_cycles: int = 64, max_lanes: int = 1024) -> dict[str, dict]:
+    """PE/SIMD per layer drawn at random (mostly not dividing the layer sizes), returned as a
+    folding-file dict. Each layer gets at most ``max_cycles`` cycles per frame, unless that would need
+    more than ``max_lanes`` PE·SIMD lanes (a pixel lane counting its bit width): then as few cycles as
+    ``max_lanes`` allows. Both limits only keep simulations short; any folding is valid."""
+    rng = np.random.default_rng(seed + 7)
+    out = {}
+    for node in graph.compute_nodes:
+        n_in, n_out = node.in_features, node.out_features
+        lane_cost = node.in_bits if node.input_kind == "pixels" else 1
+        target = max(max_cycles, -(-n_in * n_out * lane_cost // max_lanes))
+        for _ in range(10_000):
+            simd = int(rng.integers(1, n_in + 1))
+            pe = int(rng.integers(1, n_out + 1))
+            cycles = -(-n_in // simd) * -(-n_out // pe)
+            if cycles <= target and pe * simd * lane_cost <= 2 * max_lanes:
+                break
+        else:   # a tight corner: fall back to the fewest lanes that meet the target
+            simd, pe = n_in, -(-n_out // max(1, target))
+        out[node.name] = {"pe": pe, "simd": simd}
+    return out
