@@ -252,7 +252,10 @@ class MatrixVectorUnit(wiring.Component):
         """buf[index*width +: width] as a mux tree (lint-clean, unlike a variable shift)."""
         if self._p.sf == 1:
             return buf[:width]
-        return Array(buf[k * width:(k + 1) * width] for k in range(self._p.sf))[index]
+        words = [buf[k * width:(k + 1) * width] for k in range(self._p.sf)]
+        # Cover every index value (unreachable ones repeat word 0) so the case statement is complete.
+        words += [words[0]] * ((1 << len(index)) - len(words))
+        return Array(words)[index]
 
     def _scores(self, m: Module, acc_next: list, ports: dict) -> list:
         p = self._p
