@@ -12,6 +12,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -93,6 +94,9 @@ def save(model: nn.Module, path: str | os.PathLike, input_shape, metadata: dict 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)             # mkstemp's 0600 would surprise whoever shares the model
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -107,8 +111,13 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    if value is None:
+        return None
+    for plain in (bool, int, float, str):     # subclasses (TorchVersion, numpy scalars) become plain types
+        if isinstance(value, plain):
+            return plain(value)
+    if isinstance(value, np.generic):
+        return value.item()
     raise TypeError(f"model metadata must hold plain data (dict, list, str, number, bool), not {type(value).__name__}")
 
 

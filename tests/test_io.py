@@ -122,3 +122,12 @@ def test_input_quant_maps_onto_minus_one_plus_one():
     assert torch.equal(q(torch.tensor([0.0, 15.0])), torch.tensor([-1.0, 1.0]))
     with pytest.raises(ValueError, match="1 to 8"):
         InputQuant(9)
+
+
+def test_metadata_subclasses_become_plain_data(tmp_path):
+    import torch as _torch
+    bnn2hw.save(nn.Sequential(InputQuant(4), BinaryLinear(5, 3)), tmp_path / "m.pt", (5,),
+                metadata={"torch": _torch.__version__, "n": np.int64(3), "acc": np.float32(0.5)})
+    meta = bnn2hw.load(tmp_path / "m.pt").metadata
+    assert meta == {"torch": str(_torch.__version__), "n": 3, "acc": 0.5}
+    assert type(meta["torch"]) is str

@@ -1,0 +1,40 @@
+"""Every example script runs (the quick-start demo end to end, in Verilator RTL)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_digits_demo_is_bit_exact_on_the_whole_test_split(tmp_path):
+    from bnn2hw.errors import ToolNotFoundError
+    from bnn2hw.sim.tools import find_simulator
+    try:
+        find_simulator("verilator")
+    except ToolNotFoundError as e:
+        pytest.skip(str(e))
+    proc = run_script(ROOT / "examples" / "digits_demo.py", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RTL vs golden model mismatches   : 0 of 360 frames" in proc.stdout
+    lines = {l.split(":")[0].strip(): l.split(":", 1)[1].strip() for l in proc.stdout.splitlines() if ":" in l}
+    assert lines["PyTorch (eval, float64) accuracy"] == lines["hardware (verilator RTL) accuracy"]
+    measured, estimated = lines["cycles per frame"].replace(" measured,", "").split()[:2]
+    assert measured == estimated
+    assert (tmp_path / "out" / "verilog" / "bnn2hw_top.v").is_file()
+
+
+def test_golden_throughput_benchmark_runs(tmp_path):
+    proc = run_script(ROOT / "bench" / "golden_throughput.py", "--batch", "256", "--repeats", "1",
+                      "--json", tmp_path / "b.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "ratio golden / torch fp32" in proc.stdout and (tmp_path / "b.json").is_file()
