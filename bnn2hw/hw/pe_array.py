@@ -6,11 +6,11 @@ Resources: PE adder trees of SIMD inputs (log2(SIMD) levels); a pixel array shar
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PEArray", "tree_sum", "resize"]
+__all__ = ["PEArray", "tree_sum", "popcount", "resize", "POPCOUNT_CHUNK"]
 
 
 def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage: int = 4):
@@ -42,8 +42,30 @@ def resize(value, width: int, signed_value: bool = False):
     """``value`` truncated or extended (sign- or zero-) to exactly ``width`` bits; slicing alone never widens."""
     if len(value) >= width:
         return value[:width]
-    fill = value[-1] if signed_value else Const(0, 1)
-    return Cat(value, *([fill] * (width - len(value))))
+    if signed_value:
+        # Amaranth sign-extends operands of an addition; replicating value[-1] instead would copy the
+        # whole expression once per extension bit into the simulator's code.
+        return (value.as_signed() + Const(0, signed(width)))[:width]
+    return Cat(value, Const(0, width - len(value)))
+
+
+#: Bits counted by one lookup table in :func:`popcount`: one 6-input LUT per output bit on most FPGAs.
+POPCOUNT_CHUNK = 6
+
+
+def popcount(value, m: Module | None = None, name: str = "popcount", chunk: int = POPCOUNT_CHUNK):
+    """Number of 1 bits of ``value``: ``chunk``-bit pieces counted by constant lookup tables (each a
+    chunk:log2(chunk+1) compressor that fits a LUT per output bit), then a balanced adder tree."""
+    counts = []
+    for start in range(0, len(value), chunk):
+        piece = value[start:start + chunk]
+        width = len(piece).bit_length()
+        if len(piece) == 1:
+            counts.append(piece)
+        else:
+            table = Array(Const(bin(i).count("1"), width) for i in range(1 << len(piece)))
+            counts.append(table[piece])
+    return tree_sum(counts, m, name)
 
 
 class PEArray(wiring.Component):
@@ -75,17 +97,20 @@ class PEArray(wiring.Component):
             d = (1 << lw) - 1
             pixels = [self.x[k * lw:(k + 1) * lw] for k in range(simd)]
             valid = [Const(1) if k < tail else ~self.last_word for k in range(simd)]
-            q_sum = tree_sum(pixels, m, "q_sum")                 # padding lanes hold 0 in the input buffer
-            n_valid = Mux(self.last_word, tail, simd) if tail < simd else Const(simd)
+            # Shared by every PE, so computed once into named signals.
+            q_sum = Signal(range(simd * d + 1), name="q_sum")
+            m.d.comb += q_sum.eq(tree_sum(pixels, m, "q_sum"))   # padding lanes hold 0 in the input buffer
+            n_valid = Signal(range(simd + 1), name="n_valid")
+            m.d.comb += n_valid.eq(Mux(self.last_word, tail, simd) if tail < simd else simd)
             for j in range(pe):
                 w = self.w[j * simd:(j + 1) * simd]
                 p_sum = tree_sum((Mux(w[k], pixels[k], 0) for k in range(simd)), m, f"p_sum{j}")
-                c_ones = tree_sum((w[k] & valid[k] for k in range(simd)), m, f"c_ones{j}")
+                c_ones = popcount(w & Cat(*valid), m, f"c_ones{j}")
                 value = (4 * p_sum - 2 * q_sum - d * (2 * c_ones - n_valid)).as_signed()
                 fields.append(resize(value, self._field_width, signed_value=True))
         else:
             for j in range(pe):
                 w = self.w[j * simd:(j + 1) * simd]
-                fields.append(resize(tree_sum(list(~(w ^ self.x)), m, f"popcount{j}"), self._field_width))
+                fields.append(resize(popcount(~(w ^ self.x), m, f"popcount{j}"), self._field_width))
         m.d.comb += self.partial.eq(Cat(*fields))
         return m
