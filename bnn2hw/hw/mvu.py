@@ -46,6 +46,20 @@ class MVUParams:
     scale_width: int = 0
     offset_width: int = 0
 
+    def __post_init__(self):
+        """Parameters are checked here, before any hardware object exists."""
+        p = self
+        for name in ("n_in", "n_out", "pe", "simd"):
+            value = getattr(p, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not 0 <= p.pixel_bits <= 8:
+            raise ValueError(f"pixel_bits must be 0 (binary input) or 1..8, not {p.pixel_bits!r}")
+        if len(p.weight_rows) != p.cycles:
+            raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
+        if not p.scores and len(p.threshold_rows) != p.nf:
+            raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
+
     @property
     def nf(self) -> int:
         return -(-self.n_out // self.pe)
@@ -108,16 +122,6 @@ class MatrixVectorUnit(wiring.Component):
 
     def __init__(self, params: MVUParams):
         p = params
-        for name in ("n_in", "n_out", "pe", "simd"):
-            value = getattr(p, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not 0 <= p.pixel_bits <= 8:
-            raise ValueError(f"pixel_bits must be 0 (binary input) or 1..8, not {p.pixel_bits!r}")
-        if len(p.weight_rows) != p.cycles:
-            raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
-        if not p.scores and len(p.threshold_rows) != p.nf:
-            raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
         self._p = p
         out_shape = (scores_layout(p.n_out, p.score_width, p.class_width) if p.scores else unsigned(p.n_out))
         super().__init__({
