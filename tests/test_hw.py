@@ -95,14 +95,18 @@ def test_folding_overrides_are_validated():
         apply_folding(graph, {"fc1": {"pe": 1}})
 
 
-def test_exported_verilog_is_lint_clean(tmp_path):
+@pytest.mark.parametrize("seed,folding", [(3, None), (34, "wide")])
+def test_exported_verilog_is_lint_clean(tmp_path, seed, folding):
+    """Default folding, and PE = layer width (one-row threshold ROMs) with SIMD = fan-in (one cycle)."""
     from bnn2hw.sim.tools import find_simulator
     try:
         env = find_simulator("verilator")
     except ToolNotFoundError as e:
         pytest.skip(str(e))
-    spec = random_spec(3)
-    graph = apply_folding(fold_batchnorm(import_model(build_random_model(spec), (spec.widths[0],))))
+    spec = random_spec(seed)
+    graph = fold_batchnorm(import_model(build_random_model(spec), (spec.widths[0],)))
+    overrides = {n.name: {"pe": n.out_features, "simd": n.in_features} for n in graph.compute_nodes} if folding else None
+    graph = apply_folding(graph, overrides)
     path = export_verilog(build_network(graph), tmp_path, spec.input_bits)
     import os
     full_env = {**os.environ, **env}

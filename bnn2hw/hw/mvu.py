@@ -174,7 +174,11 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.sync += full[k].eq(0)
                 m.d.sync += rd_sel.eq(~rd_sel)
 
-        m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd), depth=p.cycles, init=p.weight_rows)
+        # ROMs get at least two rows: a one-row memory has a zero-width address, which exports as an
+        # illegal `wire [-1:0]` range. The extra row is never addressed.
+        rom_rows = lambda rows: list(rows) + [0] * (2 - len(rows)) if len(rows) < 2 else list(rows)
+        m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd), depth=max(2, p.cycles),
+                                             init=rom_rows(p.weight_rows))
         w_rd = wrom.read_port(domain="sync")
         m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(advance)]
         chan_ports = {}
@@ -182,7 +186,7 @@ class MatrixVectorUnit(wiring.Component):
                                   ("scales", p.scale_rows, p.scale_width * p.pe),
                                   ("offsets", p.offset_rows, p.offset_width * p.pe)):
             if rows:
-                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=p.nf, init=rows)
+                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf), init=rom_rows(rows))
                 port = rom.read_port(domain="sync")
                 m.d.comb += [port.addr.eq(nf_ctr), port.en.eq(advance)]
                 chan_ports[name] = port

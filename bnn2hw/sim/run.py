@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
-from ..errors import ToolNotFoundError
 from .amaranth_sim import SimResult, measured_timing, run_network
+from .tools import SIMULATORS, find_simulator
 
 __all__ = ["SIMULATORS", "RunReport", "simulate_compiled"]
-
-SIMULATORS = ("verilator", "icarus", "amaranth")
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,7 @@ def simulate_compiled(compiled, x: np.ndarray, simulator: str = "verilator", *, 
 
     ``stress`` adds random input gaps and output back-pressure (then no timing is measured).
     """
-    if simulator not in SIMULATORS:
-        raise ToolNotFoundError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+    find_simulator(simulator)      # fail early, with install advice, before generating anything
     x = golden.check_inputs(compiled.graph, x)
     expected = golden.run(compiled.graph, x)
     if simulator == "amaranth":
@@ -42,8 +39,6 @@ def simulate_compiled(compiled, x: np.ndarray, simulator: str = "verilator", *, 
     else:
         from ..codegen.export import export_verilog
         from .cocotb_runner import run_rtl
-        from .tools import find_simulator
-        find_simulator(simulator)      # fail early, with install advice, before generating anything
         network = compiled.network()
         last = compiled.params[-1]
         with tempfile.TemporaryDirectory(prefix="bnn2hw-sim-") as scratch:
@@ -51,7 +46,8 @@ def simulate_compiled(compiled, x: np.ndarray, simulator: str = "verilator", *, 
             verilog = export_verilog(network, work / "verilog", compiled.pixel_bits)
             result = run_rtl(verilog, x, compiled.pixel_bits, last.n_out, last.score_width, last.class_width,
                              simulator=simulator, build_dir=work / f"sim_{simulator}",
-                             input_gaps=stress, backpressure=stress, seed=seed)
+                             input_gaps=stress, backpressure=stress, seed=seed,
+                             max_idle_cycles=4 * compiled.estimate.latency_cycles + 10_000)
     mismatches = int(np.sum(np.any(result.scores != expected.scores, axis=1) | (result.classes != expected.classes)))
     cpf = lat = None
     if not stress and len(x) >= 2:

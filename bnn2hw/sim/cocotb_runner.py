@@ -1,0 +1,121 @@
+"""Run an exported ``bnn2hw_top.v`` in Icarus Verilog or Verilator through cocotb.
+
+The bench (:mod:`bnn2hw.sim.cocotb_bench`) runs in the simulator's embedded Python; inputs and
+parameters reach it as files in ``build_dir`` and its results come back as an ``.npz`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+
+from ..errors import SimulationError
+from .amaranth_sim import SimResult
+from .cocotb_bench import PARAMS_ENV
+from .tools import find_simulator
+
+__all__ = ["run_rtl"]
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_LOG_TAIL = 15
+# cocotb makes every internal signal of a Verilator model public, which keeps Verilator from optimising
+# them away and makes the C++ about 4x larger and slower to compile; the bench needs only the ports.
+_BUILD_ARGS = {"verilator": ["--no-public-flat-rw", "--public-depth", "1"]}
+
+
+@contextlib.contextmanager
+def _environment(changes: dict[str, str]):
+    """Apply ``changes`` to ``os.environ`` and make this package importable from the simulator's
+    Python (cocotb passes ``sys.path`` on as its PYTHONPATH); undo both afterwards."""
+    saved = {key: os.environ.get(key) for key in changes}
+    saved_path = list(sys.path)
+    os.environ.update(changes)
+    sys.path.insert(0, _PACKAGE_ROOT)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _test_env(params: Path) -> dict[str, str]:
+    # cocotb would otherwise parse and rewrite every imported module (numpy, torch) for pytest-style
+    # assertion messages, which makes the simulator start several times slower.
+    return {PARAMS_ENV: str(params), "COCOTB_REWRITE_ASSERTION_FILES": ""}
+
+
+def _log_tail(log: Path) -> str:
+    """The lines of a tool log that explain a failure: errors and (fatal) Verilator warnings if any,
+    else its last lines."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    errors = [ln for ln in lines if ("error" in ln.lower() or ln.startswith("%Warning") or "FAIL" in ln)
+              and not ln.strip().startswith(("raise ", "File ", "Traceback"))]
+    return "\n".join((errors or lines)[-_LOG_TAIL:]).strip() or "(the tool printed nothing)"
+
+
+def _failure_messages(results_xml: Path) -> list[str]:
+    if not results_xml.is_file():
+        return []
+    root = ElementTree.parse(results_xml).getroot()
+    return [node.get("message", "").strip() for node in root.iter() if node.tag in ("failure", "error")]
+
+
+def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: int, class_width: int, *,
+            simulator: str, build_dir, input_gaps: bool = False, backpressure: bool = False, seed: int = 0,
+            top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000) -> SimResult:
+    """Simulate the Verilog top on ``inputs`` (n, features) integer pixels with ``simulator``
+    ("icarus" or "verilator"); return outputs and handshake cycles like :func:`run_network`.
+
+    ``build_dir`` must not be shared between concurrent calls. The run fails with
+    :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles.
+    """
+    from cocotb_tools.runner import get_runner
+
+    env = find_simulator(simulator)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
+    files = {name: build_dir / f"bench_{name}" for name in ("inputs.npy", "results.npz", "params.json")}
+    results_xml, build_log, test_log = build_dir / "results.xml", build_dir / "build.log", build_dir / "test.log"
+    for stale in (files["results.npz"], results_xml):
+        stale.unlink(missing_ok=True)
+    np.save(files["inputs.npy"], inputs)
+    files["params.json"].write_text(json.dumps({
+        "inputs": str(files["inputs.npy"]), "results": str(files["results.npz"]), "n": len(inputs),
+        "pixel_bits": pixel_bits, "n_classes": n_classes, "score_width": score_width,
+        "class_width": class_width, "input_gaps": input_gaps, "backpressure": backpressure, "seed": seed,
+        "max_idle_cycles": max_idle_cycles}))
+
+    with _environment(env):
+        runner = get_runner(simulator)
+        runner.log.disabled = True      # its messages duplicate the SimulationError raised below
+        try:
+            runner.build(sources=[Path(verilog_path).resolve()], hdl_toplevel=top, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), always=True, log_file=build_log,
+                         build_args=_BUILD_ARGS.get(simulator, []))
+        except (RuntimeError, SystemExit):
+            raise SimulationError(f"{simulator} could not compile {verilog_path}:\n{_log_tail(build_log)}") from None
+        try:
+            runner.test(hdl_toplevel=top, test_module="bnn2hw.sim.cocotb_bench", build_dir=build_dir,
+                        test_dir=build_dir, results_xml=str(results_xml), log_file=test_log,
+                        extra_env=_test_env(files["params.json"]))
+        except (RuntimeError, SystemExit):
+            pass    # judged below from the results files and the log
+
+    failures = [m for m in _failure_messages(results_xml) if m]
+    if failures or not files["results.npz"].is_file():
+        detail = "\n".join(failures) if failures else _log_tail(test_log)
+        raise SimulationError(f"the {simulator} simulation of {verilog_path} failed:\n{detail}")
+    with np.load(files["results.npz"]) as r:
+        return SimResult(scores=r["scores"], classes=r["classes"], in_cycles=tuple(int(c) for c in r["in_cycles"]),
+                         out_cycles=tuple(int(c) for c in r["out_cycles"]))

@@ -1,0 +1,69 @@
+"""Fixtures of the RTL tests: simulators (skipped when not installed) and compiled random models."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np
+import pytest
+from torch import nn
+
+from bnn2hw.codegen import build_network, layer_params
+from bnn2hw.codegen.export import export_verilog
+from bnn2hw.errors import ToolNotFoundError
+from bnn2hw.frontend import import_model
+from bnn2hw.ir import Graph
+from bnn2hw.passes import apply_folding, fold_batchnorm
+from bnn2hw.sim.amaranth_sim import SimResult
+from bnn2hw.sim.cocotb_runner import run_rtl
+from bnn2hw.sim.tools import find_simulator
+from bnn2hw.testing import RandomModelSpec, build_random_model, random_folding, random_inputs, random_spec
+
+RTL_SIMULATORS = ("icarus", "verilator")
+
+
+@pytest.fixture(params=RTL_SIMULATORS)
+def simulator(request) -> str:
+    """Each external simulator in turn; a test is skipped where that simulator is not installed."""
+    try:
+        find_simulator(request.param)
+    except ToolNotFoundError as e:
+        pytest.skip(str(e))
+    return request.param
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    spec: RandomModelSpec
+    model: nn.Module
+    x: np.ndarray
+    graph: Graph
+    verilog: Path
+
+    def simulate(self, simulator: str, build_dir: Path, **kwargs) -> SimResult:
+        head = layer_params(self.graph)[-1]
+        return run_rtl(self.verilog, self.x, self.spec.input_bits, head.n_out, head.score_width, head.class_width,
+                       simulator=simulator, build_dir=build_dir, **kwargs)
+
+
+@pytest.fixture
+def compile_model(tmp_path):
+    """Factory: random model ``seed`` → folded graph, inputs and exported Verilog under ``tmp_path``.
+
+    ``folding`` is "random" (bnn2hw.testing.random_folding) or "default" (the compiler's own choice).
+    """
+    def compile_(seed: int, folding: str = "random", n: int = 32) -> CompiledModel:
+        spec = random_spec(seed)
+        model = build_random_model(spec)
+        x = random_inputs(spec, n=n, seed=seed)
+        g0 = fold_batchnorm(import_model(model, (spec.widths[0],)), calibration=x)
+        graph = apply_folding(g0, random_folding(g0, seed)) if folding == "random" else apply_folding(g0)
+        verilog = export_verilog(build_network(graph), tmp_path / "rtl", spec.input_bits)
+        return CompiledModel(spec, model, x, graph, verilog)
+    return compile_
