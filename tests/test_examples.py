@@ -38,3 +38,32 @@ def test_golden_throughput_benchmark_runs(tmp_path):
                       "--json", tmp_path / "b.json")
     assert proc.returncode == 0, proc.stderr
     assert "ratio golden / torch fp32" in proc.stdout and (tmp_path / "b.json").is_file()
+
+
+def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path):
+    """`bnn2hw simulate models/digits_mlp.pt` on the whole test split: hardware accuracy == PyTorch's."""
+    import re
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from bnn2hw.cli import cli
+    from bnn2hw.datasets import load_digits_split
+    from bnn2hw.errors import ToolNotFoundError
+    from bnn2hw.sim.tools import find_simulator
+    try:
+        find_simulator("verilator")
+    except ToolNotFoundError as e:
+        pytest.skip(str(e))
+    split = load_digits_split()
+    np.save(tmp_path / "x.npy", split.x_test)
+    np.save(tmp_path / "y.npy", split.y_test)
+    result = CliRunner().invoke(cli, ["simulate", str(ROOT / "models" / "digits_mlp.pt"), "--inputs",
+                                      str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
+                                      "--simulator", "verilator", "--out", str(tmp_path / "y.npz")])
+    assert result.exit_code == 0, result.output
+    assert "360 frames, 0 mismatches" in result.output
+    hardware, pytorch = re.search(r"accuracy: hardware ([\d.]+)%, PyTorch ([\d.]+)%", result.output).groups()
+    assert hardware == pytorch
+    classes = np.load(tmp_path / "y.npz")["classes"]
+    assert f"{np.mean(classes == split.y_test):.2%}" == f"{hardware}%"
