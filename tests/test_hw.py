@@ -4,7 +4,6 @@ import subprocess
 
 import numpy as np
 import pytest
-from torch import nn
 
 from bnn2hw import golden
 from bnn2hw.codegen import build_network
@@ -12,8 +11,7 @@ from bnn2hw.codegen.export import export_verilog
 from bnn2hw.errors import FoldingError, ToolNotFoundError
 from bnn2hw.frontend import import_model
 from bnn2hw.golden.packing import bits_to_int, int_to_bits, pack_bits, pack_fields, unpack_bits, unpack_fields
-from bnn2hw.hw import MatrixVectorUnit, MVUParams
-from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant
+from bnn2hw.hw import MVUParams
 from bnn2hw.passes import apply_folding, default_folding, fold_batchnorm
 from bnn2hw.passes.pack import weight_rom
 from bnn2hw.sim.amaranth_sim import run_network

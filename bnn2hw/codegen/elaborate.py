@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from ..hw import MVUParams, Network
 from ..ir import PIXELS, Graph, ScoresDense, ThresholdDense
-from ..passes.pack import channel_rom, folds, signed_width, weight_rom
+from ..passes.pack import channel_rom, signed_width, weight_rom
 
 __all__ = ["layer_params", "build_network", "constant_widths"]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputDataError
-from ..ir import BITS, PIXELS, Graph, ScoresDense, ThresholdDense
-from .packing import pack_bits, unpack_bits
+from ..ir import PIXELS, Graph, ScoresDense, ThresholdDense
+from .packing import pack_bits
 
 __all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators"]
 

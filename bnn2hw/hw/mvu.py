@@ -16,9 +16,9 @@ Resources:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -202,19 +202,19 @@ class MatrixVectorUnit(wiring.Component):
                          s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_w))]
 
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
-        field_w = len(Signal(acc_shape))
-        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, field_w)
+        acc_w = Shape.cast(acc_shape).width
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, acc_w)
         m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
-        acc_all = Signal(p.pe * field_w, name="acc")
-        acc_next_all = Signal(p.pe * field_w, name="acc_next")
-        field = lambda v, j: (v[j * field_w:(j + 1) * field_w].as_signed() if p.pixel_bits
-                              else v[j * field_w:(j + 1) * field_w])
-        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(s1_first, 0, field(acc_all, j)) + field(lanes.partial, j),
-                                                 field_w) for j in range(p.pe))))
+        acc_all = Signal(p.pe * acc_w, name="acc")
+        acc_next_all = Signal(p.pe * acc_w, name="acc_next")
+        lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if p.pixel_bits
+                             else v[j * acc_w:(j + 1) * acc_w])
+        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(s1_first, 0, lane(acc_all, j)) + lane(lanes.partial, j),
+                                                 acc_w) for j in range(p.pe))))
         with m.If(advance & s1_valid):
             m.d.sync += acc_all.eq(acc_next_all)
-        acc_next = [field(acc_next_all, j) for j in range(p.pe)]
+        acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
 
         # ---- per-neuron-fold results, collected until the frame is complete ----
         frame_done = Signal()

@@ -6,7 +6,7 @@ Resources: PE adder trees of SIMD inputs (log2(SIMD) levels); a pixel array shar
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

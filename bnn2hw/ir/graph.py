@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .ops import BITS, PIXELS, BatchNorm, Dense, Folding, InputSpec, ScoresDense, Sign, ThresholdDense
+from .ops import BITS, PIXELS, BatchNorm, Dense, Folding, InputSpec, ScoresDense, ThresholdDense
 
 __all__ = ["Graph", "validate"]
 

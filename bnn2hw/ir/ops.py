@@ -11,7 +11,7 @@ Arrays are made read-only on construction so that a frozen node really is frozen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Module, Signal
-from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from ..golden.packing import pack_fields
