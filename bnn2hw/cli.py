@@ -102,15 +102,20 @@ def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
 @_model_arg
 @click.option("--inputs", "inputs", type=click.Path(path_type=Path), required=True, help="X.npy of integer pixels.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None, help="Write scores and classes to Y.npz.")
-def predict_cmd(model, inputs, out_file):
+@click.option("--trace", is_flag=True,
+              help="Also write every layer's accumulators and outputs to Y.npz (<layer>_acc, <layer>_out).")
+def predict_cmd(model, inputs, out_file, trace):
     """Run the bit-exact golden model on X.npy."""
     from . import golden
     from .compiler import compile_model, load_inputs
+    if trace and out_file is None:
+        raise Bnn2hwError("--trace needs --out Y.npz to write the per-layer arrays to")
     x = load_inputs(inputs)
     compiled = compile_model(model, progress=_progress)
-    result = golden.run(compiled.graph, x)
+    result = golden.run(compiled.graph, x, trace=trace)
     if out_file is not None:
-        _save_npz(out_file, scores=result.scores, classes=result.classes)
+        layers = {f"{t.name}_{kind}": arr for t in result.trace for kind, arr in (("acc", t.acc), ("out", t.output))}
+        _save_npz(out_file, scores=result.scores, classes=result.classes, **layers)
     counts = np.bincount(result.classes, minlength=compiled.graph.num_classes)
     out.print(f"predicted {len(result.classes)} inputs; class counts {counts.tolist()}"
               + (f"; wrote {out_file}" if out_file else ""))

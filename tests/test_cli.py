@@ -153,3 +153,17 @@ def test_foreign_output_directory_is_not_clobbered(small_model, tmp_path):
     (tmp_path / "o" / "precious.txt").write_text("keep me")
     assert_one_line_error(run("compile", model, "--out", tmp_path / "o"), "not written by bnn2hw")
     assert (tmp_path / "o" / "precious.txt").read_text() == "keep me"
+
+
+def test_predict_trace_writes_every_layer(small_model, tmp_path):
+    model, x_path, spec = small_model
+    assert_one_line_error(run("predict", model, "--inputs", x_path, "--trace"), "--trace needs --out")
+    result = run("predict", model, "--inputs", x_path, "--out", tmp_path / "y.npz", "--trace")
+    assert result.exit_code == 0, result.output
+    y = np.load(tmp_path / "y.npz")
+    layers = len(spec.widths) - 1
+    assert sorted(k for k in y.files if k.endswith("_out")) == sorted(f"dense{i}_out" for i in range(layers))
+    # each layer's output is the next layer's input: its width is the next layer's fan-in
+    for i, width in enumerate(spec.widths[1:]):
+        assert y[f"dense{i}_acc"].shape == (5, width) and y[f"dense{i}_out"].shape == (5, width)
+    assert np.array_equal(y[f"dense{layers - 1}_out"], y["scores"])
