@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "Bnn2hwError", "ModelFileError", "UnsupportedModelError", "InputDataError", "FoldingError",
-    "ToolNotFoundError", "SimulationError",
+    "ToolNotFoundError", "SimulationError", "DatasetError",
 ]
 
 
@@ -49,3 +49,7 @@ class ToolNotFoundError(Bnn2hwError):
 
 class SimulationError(Bnn2hwError):
     """A simulation run failed or produced no result."""
+
+
+class DatasetError(Bnn2hwError):
+    """A data set's files are missing or malformed, or the data set is unknown."""
