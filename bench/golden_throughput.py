@@ -7,6 +7,7 @@ the machine). Usage: python bench/golden_throughput.py [MODEL.pt] [--batch N] [-
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -43,7 +44,6 @@ def main() -> None:
     x = rng.integers(0, graph.input.max_value + 1, size=(args.batch,) + graph.input.shape)
     xt32 = torch.from_numpy(x.astype(np.float32))
     xt64 = torch.from_numpy(x.astype(np.float64))
-    import copy
     model32 = copy.deepcopy(model).float().eval()
     model64 = copy.deepcopy(model).double().eval()
 

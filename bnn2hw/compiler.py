@@ -22,7 +22,7 @@ from .errors import Bnn2hwError, InputDataError
 from .frontend import import_model
 from .hw import MVUParams
 from .io import load
-from .ir import Graph
+from .ir import Graph, accumulator_range
 from .passes import NetworkEstimate, apply_folding, estimate, fold_batchnorm, load_folding_file
 
 __all__ = ["Compiled", "compile_model", "write_output_dir", "load_inputs", "DEFAULT_CLOCK_MHZ", "Progress"]
@@ -137,8 +137,7 @@ def report_dict(compiled: Compiled) -> dict:
 
 def _constant_channels(node) -> int:
     """Channels whose threshold lies outside the accumulator range (γ = 0, or saturated)."""
-    lo = 0 if node.input_kind == "bits" else -node.in_features * ((1 << node.in_bits) - 1)
-    hi = node.in_features if node.input_kind == "bits" else -lo
+    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
     return int(np.sum((node.thresholds <= lo) | (node.thresholds > hi)))
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 
 from ..hw import MVUParams, Network
-from ..ir import PIXELS, Graph, ScoresDense, ThresholdDense
+from ..ir import PIXELS, Graph, accumulator_range, ScoresDense, ThresholdDense
 from ..passes.pack import channel_rom, signed_width, weight_rom
 
 __all__ = ["layer_params", "build_network", "constant_widths"]
 
 
 def _score_range(node: ScoresDense) -> tuple[int, int]:
-    if node.input_kind == PIXELS:
-        d = (1 << node.in_bits) - 1
-        raw_lo, raw_hi = -node.in_features * d, node.in_features * d
-    else:
-        raw_lo, raw_hi = -node.in_features, node.in_features
+    # raw score: the signed pixel sum itself, or s = 2p - N for bits (range ±N)
+    raw_lo, raw_hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
+    if node.input_kind != PIXELS:
+        raw_lo = -raw_hi
     if not node.has_affine:
         return raw_lo, raw_hi
     scale, offset = node.scale.astype(object), node.offset.astype(object)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["InputSpec", "Dense", "BatchNorm", "Sign", "ThresholdDense", "ScoresDense", "Folding",
-           "PIXELS", "BITS"]
+           "PIXELS", "BITS", "accumulator_range"]
 
 PIXELS = "pixels"   # input is unsigned multi-bit pixels, mapped to odd integers q = 2x - (2**bits - 1)
 BITS = "bits"       # input is a vector of binary activations
@@ -26,6 +26,14 @@ def _frozen_array(a, dtype) -> np.ndarray:
     a = np.array(a, dtype=dtype, copy=True)
     a.setflags(write=False)
     return a
+
+
+def accumulator_range(input_kind: str, n_in: int, in_bits: int) -> tuple[int, int]:
+    """(lowest, highest) accumulator of a layer: popcount 0..N for bits, Σ ±q in ±N·(2**bits - 1) for pixels."""
+    if input_kind == BITS:
+        return 0, n_in
+    d = (1 << in_bits) - 1
+    return -n_in * d, n_in * d
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ..errors import FoldingError, UnsupportedModelError
 from ..golden.execute import layer_accumulators, raw_scores
-from ..ir import BITS, PIXELS, BatchNorm, Dense, Graph, ScoresDense, Sign, ThresholdDense, validate
+from ..ir import BITS, PIXELS, accumulator_range, BatchNorm, Dense, Graph, ScoresDense, Sign, ThresholdDense, validate
 
 __all__ = ["fold_batchnorm", "analytic_threshold", "accumulator_grid", "reference_bits"]
 
@@ -33,12 +33,12 @@ def accumulator_grid(input_kind: str, n_in: int, in_bits: int) -> tuple[np.ndarr
     Bits input: popcount p = 0..N, torch sees s = 2p - N. Pixel input: A = Σ ±q with q odd, so
     A ∈ {-N·D, -N·D + 2, …, N·D} and torch sees A / D (D = 2**bits - 1).
     """
+    lo, hi = accumulator_range(input_kind, n_in, in_bits)
     if input_kind == BITS:
-        acc = np.arange(n_in + 1, dtype=np.int64)
+        acc = np.arange(lo, hi + 1, dtype=np.int64)
         return acc, (2 * acc - n_in).astype(np.float64)
-    d = (1 << in_bits) - 1
-    acc = np.arange(-n_in * d, n_in * d + 1, 2, dtype=np.int64)
-    return acc, acc.astype(np.float64) / d
+    acc = np.arange(lo, hi + 1, 2, dtype=np.int64)
+    return acc, acc.astype(np.float64) / ((1 << in_bits) - 1)
 
 
 def _tensor(a) -> torch.Tensor:
@@ -67,11 +67,8 @@ def analytic_threshold(input_kind: str, n_in: int, in_bits: int, gamma: float, b
     acc' is the accumulator after flipping the channel's weights when ``flip`` (p' = N - p for bits,
     A' = -A for pixels). Computed in float64 from τ = μ - b - β·σ'/γ.
     """
-    if input_kind == BITS:
-        lo, hi, scale = 0, n_in, None
-    else:
-        d = (1 << in_bits) - 1
-        lo, hi, scale = -n_in * d, n_in * d, d
+    lo, hi = accumulator_range(input_kind, n_in, in_bits)
+    scale = None if input_kind == BITS else (1 << in_bits) - 1
     clamp = lambda t: int(min(max(t, lo), hi + 1))
     sd = math.sqrt(var + eps)
     if gamma == 0:
@@ -104,7 +101,7 @@ def _fold_threshold(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits
     n_in, n_out = dense.in_features, dense.out_features
     acc, values = accumulator_grid(input_kind, n_in, in_bits)
     flipped_acc = (n_in - acc) if input_kind == BITS else -acc
-    bias = dense.bias if dense.bias is not None else None
+    bias = dense.bias
     flips = np.zeros(n_out, dtype=bool)
     thresholds = np.zeros(n_out, dtype=np.int64)
     corrections = 0
