@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "Bnn2hwError", "ModelFileError", "UnsupportedModelError", "InputDataError", "FoldingError",
-    "ToolNotFoundError", "SimulationError", "DatasetError",
+    "ToolNotFoundError", "SimulationError", "DatasetError", "TrainingConfigError",
 ]
 
 
@@ -53,3 +53,7 @@ class SimulationError(Bnn2hwError):
 
 class DatasetError(Bnn2hwError):
     """A data set's files are missing or malformed, or the data set is unknown."""
+
+
+class TrainingConfigError(Bnn2hwError, ValueError):
+    """A training option is out of range or names something that does not exist."""

@@ -1,8 +1,9 @@
 """Model layers for binary neural networks that bnn2hw compiles.
 
 All layers work inside a plain ``torch.nn.Sequential``. In eval mode they compute exactly what the
-hardware computes (see docs/integer_math.md); in training mode the binarizing layers pass gradients
-with a clipped straight-through estimator, which is enough to train the shipped default model.
+hardware computes (see docs/integer_math.md). In training mode the binarizing layers use, by default,
+the BinaryConnect-style clipped straight-through estimator; :mod:`bnn2hw.train` replaces that rule
+while it trains (StoMPP masks, surrogates) by setting a layer's ``quantizer`` and removes it after.
 
 Never ``torch.sign``: it maps 0 to 0, while every binary layer here (and the hardware) maps 0 to +1.
 """
@@ -73,7 +74,11 @@ class BinaryLinear(nn.Linear):
 
     The latent weight stays real-valued for training; only its sign reaches the hardware. A bias, if
     present, is folded into the next threshold (or the class-score affine of the last layer).
+    ``quantizer``, when set, maps the latent weight to the training-mode weight instead of the
+    clipped estimator; eval mode ignores it.
     """
+
+    quantizer = None
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
@@ -88,6 +93,8 @@ class BinaryLinear(nn.Linear):
                 self.bias.uniform_(-bound, bound)
 
     def binary_weight(self) -> torch.Tensor:
+        if self.training and self.quantizer is not None:
+            return self.quantizer(self.weight)
         return _binarize(self.weight, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +102,12 @@ class BinaryLinear(nn.Linear):
 
 
 class BinaryAct(nn.Module):
-    """Hard sign activation, sign(0) = +1; clipped straight-through gradient while training."""
+    """Hard sign activation, sign(0) = +1; clipped straight-through gradient while training, unless a
+    training ``quantizer`` is set (eval mode ignores it)."""
+
+    quantizer = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.quantizer is not None:
+            return self.quantizer(x)
         return _binarize(x, self.training)

@@ -1,13 +1,19 @@
-"""Training-time binarization (issue 3, in progress): the STE-free StoMPP primitives, surrogate
-gradients, the per-layer freezing schedule, stochastic partial masks with soft refresh, and Bop.
+"""Training binary networks for bnn2hw: StoMPP (STE-free progressive binarization), its surrogate
+composition, the BinaryConnect-style STE baseline, and the latent-free optimizers Bop and KBOP.
 
-Spec: ../shared/design/TRAINING_AND_INTEGER_MATH.md §2–§5 (choices marked [RECON] there are options
-here). The training loop, CLI and experiments that use these pieces are not built yet.
+Spec: ../shared/design/TRAINING_AND_INTEGER_MATH.md §2–§5; every choice marked [RECON] there is an
+option here (docs/training.md lists them with their defaults).
 """
+from .binarizer import BinarizationConfig, Binarizer, find_units
 from .bop import Bop
+from .data import DATASETS, TrainingData, load_training_data
+from .kbop import KBop, bnn_init_scale
 from .masks import FrozenLatentGuard, grow_mask, soft_refresh
 from .quantize import SURROGATES, ClipId, clip_identity, stompp_q, surrogate_sign
 from .schedule import FreezeSchedule
+from .trainer import TrainConfig, TrainResult, build_mlp, deploy_accuracy, recalibrate_batchnorm, train
 
-__all__ = ["Bop", "FrozenLatentGuard", "grow_mask", "soft_refresh", "SURROGATES", "ClipId", "clip_identity",
-           "stompp_q", "surrogate_sign", "FreezeSchedule"]
+__all__ = ["BinarizationConfig", "Binarizer", "find_units", "Bop", "KBop", "bnn_init_scale", "DATASETS",
+           "TrainingData", "load_training_data", "FrozenLatentGuard", "grow_mask", "soft_refresh", "SURROGATES",
+           "ClipId", "clip_identity", "stompp_q", "surrogate_sign", "FreezeSchedule", "TrainConfig", "TrainResult",
+           "build_mlp", "deploy_accuracy", "recalibrate_batchnorm", "train"]

@@ -1,0 +1,286 @@
+"""Progressive binarization of a model while it trains: which entries are hard, and how gradients
+flow through them (spec §3.2, §4).
+
+A *unit* is one binary layer (``BinaryLinear``) together with the ``BinaryAct`` that feeds it, if any:
+its latent weights and its input activation are frozen (replaced by the hard sign) on the unit's
+schedule. The :class:`Binarizer` owns the masks, attaches a quantizer to every binarizing layer
+(``bnn2hw.nn`` layers consult it in training mode), grows the masks each step, soft-refreshes them,
+restores frozen latents after the optimizer step (pitfall P2) and clips latents (P1).
+
+Methods: ``stompp`` (frozen entries pass no gradient: no STE anywhere), ``stompp+sg`` (frozen entries
+pass the surrogate) and ``ste`` (BinaryConnect-style baseline: every entry hard from the first step,
+surrogate everywhere; no masks). ``net="bwn"`` binarizes weights only. ``latent_free=True`` is for
+Bop/KBOP: the weights already hold ±1 and get their gradient at the binary point, so only the
+activations follow the method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import TrainingConfigError
+from ..nn import BinaryAct, BinaryLinear
+from .masks import GRANULARITIES, PRIORITIES, FrozenLatentGuard, grow_mask, soft_refresh
+from .quantize import MODES, SURROGATES, stompp_q, surrogate_sign
+from .schedule import FreezeSchedule
+
+__all__ = ["BinarizationConfig", "Binarizer", "BinaryUnit", "find_units", "REFRESH_MODES", "ACTIVATION_MASKS"]
+
+REFRESH_MODES = ("swap", "resample", "activations")
+ACTIVATION_MASKS = ("persistent", "per_batch")
+PAIRINGS = ("input", "output")
+BINARY_LAYERS = (BinaryLinear,)
+
+
+@dataclass(frozen=True)
+class BinarizationConfig:
+    """Every choice of spec §3.2–§3.4; defaults are the spec's (§3.4). Values are validated here."""
+
+    method: str = "stompp"
+    surrogate: str = "ste_clip"
+    start: float = 0.0
+    end: float = 0.9
+    overlap: float = 0.0
+    ramp: str = "linear"
+    order: str = "forward"
+    scope: str = "layerwise"
+    priority: str = "uniform"
+    granularity: str = "element"
+    refresh_every: int = 0
+    """Steps between soft refreshes (0: never). The trainer sets one epoch by default."""
+    refresh_fraction: float = 0.1
+    refresh_mode: str = "swap"
+    activation_masks: str = "persistent"
+    pairing: str = "input"
+    """Which activation a layer's unit freezes: its input (spec §3.2) or its output. [RECON]"""
+    binarize_activations: bool = True
+    latent_free: bool = False
+
+    def __post_init__(self):
+        try:
+            self._validate()
+        except ValueError as e:
+            raise TrainingConfigError(str(e)) from None
+
+    def _validate(self):
+        for name, value, allowed in (("method", self.method, MODES), ("surrogate", self.surrogate, SURROGATES),
+                                     ("mask priority", self.priority, PRIORITIES),
+                                     ("mask granularity", self.granularity, GRANULARITIES),
+                                     ("refresh mode", self.refresh_mode, REFRESH_MODES),
+                                     ("activation mask kind", self.activation_masks, ACTIVATION_MASKS),
+                                     ("activation pairing", self.pairing, PAIRINGS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+        if not isinstance(self.refresh_every, int) or self.refresh_every < 0:
+            raise ValueError(f"the refresh period must be a whole number of steps >= 0, not {self.refresh_every!r}")
+        if not 0.0 <= self.refresh_fraction <= 1.0:
+            raise ValueError(f"the refresh fraction must be in [0, 1], not {self.refresh_fraction}")
+        FreezeSchedule(1, self.start, self.end, self.overlap, self.ramp, self.order, self.scope)  # validates
+
+
+@dataclass(eq=False)
+class BinaryUnit:
+    """One scheduled unit: a binary layer and the BinaryAct feeding it (either may be absent)."""
+
+    index: int
+    layer: BinaryLinear | None
+    act: BinaryAct | None
+    weight_mask: torch.Tensor | None = None
+    act_mask: torch.Tensor | None = None
+    scale: nn.Parameter | None = field(default=None, repr=False)
+    """log α of a learned per-layer weight scale (KBOP), or None."""
+
+
+def find_units(model: nn.Module, pairing: str = "input") -> list[BinaryUnit]:
+    """The model's units in forward order: each binary layer with the BinaryAct just before it
+    (``pairing="input"``, spec §3.2) or just after it (``"output"``)."""
+    if pairing == "output":
+        units = []
+        for module in model.modules():
+            if isinstance(module, BINARY_LAYERS):
+                units.append(BinaryUnit(len(units), module, None))
+            elif isinstance(module, BinaryAct):
+                if units and units[-1].act is None:
+                    units[-1].act = module
+                else:
+                    units.append(BinaryUnit(len(units), None, module))
+        return units
+    units, pending = [], None
+    for module in model.modules():
+        if isinstance(module, BinaryAct):
+            if pending is not None:  # two activations in a row: the first is a unit of its own
+                units.append(BinaryUnit(len(units), None, pending))
+            pending = module
+        elif isinstance(module, BINARY_LAYERS):
+            units.append(BinaryUnit(len(units), module, pending))
+            pending = None
+    if pending is not None:
+        units.append(BinaryUnit(len(units), None, pending))
+    return units
+
+
+class Binarizer:
+    """Drives the binarization of ``model`` over ``total_steps`` optimizer steps.
+
+    Per step: ``update(step)`` before the forward pass; ``with optimizer_step(): opt.step()``; then
+    ``clip_latents()``. ``detach()`` removes every quantizer (the model is then the deploy network in
+    both modes). Masks are seeded by ``generator`` so a run is reproducible.
+    """
+
+    def __init__(self, model: nn.Module, config: BinarizationConfig, total_steps: int, generator: torch.Generator,
+                 learned_scale: bool = False):
+        if total_steps < 1:
+            raise ValueError(f"training needs at least one step, not {total_steps}")
+        self.model = model
+        self.config = config
+        self.total_steps = total_steps
+        self.generator = generator
+        self.progress = 0.0
+        self.units = find_units(model, config.pairing)
+        if not self.units:
+            raise ValueError("the model has no binary layer (bnn2hw.nn.BinaryLinear) to train")
+        self.schedule = FreezeSchedule(len(self.units), config.start, config.end, config.overlap, config.ramp,
+                                       config.order, config.scope, seed=int(torch.randint(
+                                           0, 2**31 - 1, (), generator=generator)))
+        self.masked = config.method != "ste"
+        for unit in self.units:
+            if unit.layer is not None:
+                if self.masked and not config.latent_free:
+                    unit.weight_mask = torch.zeros_like(unit.layer.weight, dtype=torch.bool)
+                if learned_scale:
+                    fan_in = unit.layer.weight[0].numel()
+                    unit.scale = nn.Parameter(torch.tensor(0.5 * torch.log(torch.tensor(2.0 / fan_in)).item()))
+                unit.layer.quantizer = self._weight_quantizer(unit)
+            if unit.act is not None and config.binarize_activations:
+                unit.act.quantizer = self._act_quantizer(unit)
+
+    # -- quantizers ---------------------------------------------------------------------------------
+    def _weight_quantizer(self, unit: BinaryUnit):
+        cfg = self.config
+
+        def quantize(w: torch.Tensor) -> torch.Tensor:
+            if cfg.latent_free:
+                q = surrogate_sign(w, "ste")  # ±1 weights: the gradient at the binary point
+            else:
+                q = stompp_q(w, unit.weight_mask, cfg.method, cfg.surrogate, self.progress)
+            return q * unit.scale.exp() if unit.scale is not None else q
+        return quantize
+
+    def _act_quantizer(self, unit: BinaryUnit):
+        cfg = self.config
+
+        def quantize(x: torch.Tensor) -> torch.Tensor:
+            if not self.masked:
+                return stompp_q(x, None, "ste", cfg.surrogate, self.progress)
+            if unit.act_mask is None:  # first forward: the activation's shape is known only now
+                unit.act_mask = self._grown(torch.zeros(x.shape[1:], dtype=torch.bool), unit, None)
+            return stompp_q(x, unit.act_mask.expand_as(x), cfg.method, cfg.surrogate, self.progress)
+        return quantize
+
+    # -- per-step work ------------------------------------------------------------------------------
+    def fraction(self, unit: BinaryUnit) -> float:
+        return self.schedule.fraction(unit.index, self.progress)
+
+    def _grown(self, mask: torch.Tensor, unit: BinaryUnit, latent: torch.Tensor | None) -> torch.Tensor:
+        is_weight = latent is not None
+        return grow_mask(mask, self.fraction(unit), self.generator, latent=latent,
+                         priority=self.config.priority if is_weight else "uniform",
+                         granularity=self.config.granularity if is_weight else "element")
+
+    def _refreshed(self, mask: torch.Tensor, is_weight: bool) -> torch.Tensor:
+        cfg = self.config
+        granularity = cfg.granularity if is_weight else "element"
+        if cfg.refresh_mode == "swap":
+            return soft_refresh(mask, cfg.refresh_fraction, self.generator, granularity)
+        if cfg.refresh_mode == "activations":
+            return mask if is_weight else soft_refresh(mask, cfg.refresh_fraction, self.generator, granularity)
+        # "resample": keep each frozen entry with probability 1 - ρ; growing refills to the target count.
+        keep = torch.rand(mask.shape, generator=self.generator) >= cfg.refresh_fraction
+        return mask & keep if granularity == "element" else mask & keep.reshape(len(mask), -1)[:, :1].expand_as(mask)
+
+    def update(self, step: int) -> None:
+        """Set training progress to ``step / total_steps`` and bring every mask to its unit's fraction."""
+        self.progress = min(max(step / self.total_steps, 0.0), 1.0)
+        if not self.masked:
+            return
+        cfg = self.config
+        refresh = cfg.refresh_every > 0 and step > 0 and step % cfg.refresh_every == 0
+        for unit in self.units:
+            f = self.fraction(unit)
+            inside = 0.0 < f < 1.0
+            if unit.weight_mask is not None and not (f == 1.0 and bool(unit.weight_mask.all())):
+                mask = self._refreshed(unit.weight_mask, True) if refresh and inside else unit.weight_mask
+                unit.weight_mask = self._grown(mask, unit, unit.layer.weight)
+            if unit.act_mask is not None:
+                if cfg.activation_masks == "per_batch":
+                    unit.act_mask = self._grown(torch.zeros_like(unit.act_mask), unit, None)
+                elif not (f == 1.0 and bool(unit.act_mask.all())):
+                    mask = self._refreshed(unit.act_mask, False) if refresh and inside else unit.act_mask
+                    unit.act_mask = self._grown(mask, unit, None)
+
+    @contextlib.contextmanager
+    def optimizer_step(self):
+        """Wrap ``optimizer.step()``: in ``stompp`` mode frozen latents are restored afterwards, so
+        momentum, Adam moments or weight decay cannot flip a frozen sign (pitfall P2). In ``stompp+sg``
+        frozen latents are meant to move (their surrogate gradient is nonzero)."""
+        pairs = [(u.layer.weight, u.weight_mask) for u in self.units
+                 if u.weight_mask is not None and self.config.method == "stompp"]
+        with FrozenLatentGuard(pairs):
+            yield
+
+    @torch.no_grad()
+    def clip_latents(self) -> None:
+        """Keep latent weights in [-1, 1] (pitfall P1: outside it the clipped path's gradient is 0)."""
+        if self.config.latent_free:
+            return
+        for unit in self.units:
+            if unit.layer is not None:
+                unit.layer.weight.clamp_(-1.0, 1.0)
+
+    # -- reporting and evaluation ------------------------------------------------------------------
+    def frozen_fractions(self) -> list[dict]:
+        """Per unit: the schedule's target and the actual frozen fraction of weights and activations
+        (1.0 where the method freezes everything, None where nothing is masked)."""
+        rows = []
+        for unit in self.units:
+            def actual(mask, present):
+                if not present:
+                    return None
+                if not self.masked:
+                    return 1.0
+                return None if mask is None else float(mask.float().mean())
+            rows.append({
+                "unit": unit.index,
+                "target": self.fraction(unit) if self.masked else 1.0,
+                "weights": actual(unit.weight_mask, unit.layer is not None and not self.config.latent_free),
+                "activations": actual(unit.act_mask, unit.act is not None and self.config.binarize_activations),
+            })
+        return rows
+
+    def scale_parameters(self) -> list[nn.Parameter]:
+        return [u.scale for u in self.units if u.scale is not None]
+
+    @contextlib.contextmanager
+    def train_state(self):
+        """Evaluate with the current masks ("train-state" accuracy): binarizing layers in training mode,
+        BatchNorm and everything else in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        binarizing = [m for u in self.units for m in (u.layer, u.act) if m is not None]
+        for m in binarizing:
+            m.train()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    def detach(self) -> None:
+        """Remove every quantizer: the layers fall back to the hard sign (deploy network)."""
+        for unit in self.units:
+            for m in (unit.layer, unit.act):
+                if m is not None and "quantizer" in vars(m):
+                    del m.quantizer

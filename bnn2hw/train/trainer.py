@@ -1,0 +1,292 @@
+"""Training binary MLPs with StoMPP or the STE baseline under one matched recipe (spec §3, §4).
+
+The recipe is identical for every method: architecture and initialisation, BatchNorm after every
+hidden layer and none after the last (so the eval-mode outputs are the integer class scores the
+hardware computes), Adam with a cosine learning-rate schedule, cross-entropy on the scores times a
+constant, the same epochs, batches and seeds. Only the binarization rule differs (``method``).
+
+A run is deterministic for a given seed: one CPU thread, deterministic torch algorithms, and every
+random draw (initialisation, shuffling, masks) from generators seeded by ``seed``. The result is a
+:class:`bnn2hw.io.BinaryNet` in deploy form (every mask hard, BatchNorm statistics recalibrated on the
+training set), ready for ``bnn2hw.save`` and ``bnn2hw compile``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import TrainingConfigError
+from ..io import BinaryNet
+from ..nn import BinaryAct, BinaryLinear, InputQuant
+from .binarizer import BinarizationConfig, Binarizer
+from .bop import Bop
+from .data import TrainingData
+
+__all__ = ["TrainConfig", "TrainResult", "train", "build_mlp", "recalibrate_batchnorm", "deploy_accuracy",
+           "OPTIMIZERS", "NETS"]
+
+OPTIMIZERS = ("adam", "sgd", "bop", "kbop")
+LR_SCHEDULES = ("cosine", "constant")
+NETS = ("bnn", "bwn")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the data set is passed separately)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    net: str = "bnn"
+    binarization: BinarizationConfig = BinarizationConfig()
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 0.01
+    """Learning rate of Adam/SGD (for Bop/KBOP: of the non-binary parameters)."""
+    lr_schedule: str = "cosine"
+    """``cosine`` (annealed to 0 over the run) or ``constant``."""
+    logit_scale: float = 0.0
+    """The integer class scores are multiplied by this inside the loss; 0 means 4 / sqrt(last fan-in)."""
+    refresh_epochs: float = 1.0
+    """Soft-refresh period in epochs (spec default R = 1 epoch); overrides binarization.refresh_every."""
+    bop_gamma: float = 1e-3
+    bop_tau: float = 1e-6
+    kbop_lr: float = 0.5
+    kbop_beta: float = 0.9
+    seed: int = 0
+    recalibrate: bool = True
+    threads: int = 1
+
+    def __post_init__(self):
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise TrainingConfigError(f"hidden widths must be positive integers, not {list(self.hidden)}")
+        if self.net not in NETS:
+            raise TrainingConfigError(f"unknown net {self.net!r}; choose bnn (binary weights and activations) "
+                                      "or bwn (binary weights only)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainingConfigError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose one of "
+                                      f"{', '.join(LR_SCHEDULES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainingConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        checks = [("epochs", self.epochs >= 1, "at least 1"), ("batch size", self.batch_size >= 2, "at least 2"),
+                  ("learning rate", self.lr > 0, "positive"), ("logit scale", self.logit_scale >= 0, "0 or positive"),
+                  ("refresh period", self.refresh_epochs >= 0, "0 (never) or positive epochs"),
+                  ("Bop gamma", 0 < self.bop_gamma <= 1, "in (0, 1]"), ("Bop tau", self.bop_tau >= 0, "0 or more"),
+                  ("KBOP learning rate", 0 < self.kbop_lr <= 1, "in (0, 1]"),
+                  ("KBOP beta", 0 <= self.kbop_beta < 1, "in [0, 1)"), ("threads", self.threads >= 1, "at least 1")]
+        for name, ok, need in checks:
+            if not ok:
+                value = {"epochs": self.epochs, "batch size": self.batch_size, "learning rate": self.lr,
+                         "logit scale": self.logit_scale, "refresh period": self.refresh_epochs,
+                         "Bop gamma": self.bop_gamma, "Bop tau": self.bop_tau, "KBOP learning rate": self.kbop_lr,
+                         "KBOP beta": self.kbop_beta, "threads": self.threads}[name]
+                raise TrainingConfigError(f"the {name} must be {need}, not {value}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: BinaryNet
+    history: list[dict]
+    test_accuracy: float
+    test_correct: int
+    train_accuracy: float
+    seconds: float
+    notes: list[str]
+
+
+def build_mlp(data: TrainingData, hidden: tuple[int, ...], net: str = "bnn") -> BinaryNet:
+    """InputQuant → (BinaryLinear → BatchNorm1d → BinaryAct)* → BinaryLinear, no biases, no head BN.
+
+    ``net="bwn"`` keeps activations real (hard-tanh), for the binary-weight-only ablation; such a
+    model trains and evaluates but is not compilable (the hardware needs binary activations)."""
+    layers: list[nn.Module] = [InputQuant(data.input_bits)]
+    width = data.input_shape[0]
+    for h in hidden:
+        layers += [BinaryLinear(width, h), nn.BatchNorm1d(h), BinaryAct() if net == "bnn" else nn.Hardtanh()]
+        width = h
+    layers.append(BinaryLinear(width, data.num_classes))
+    return BinaryNet(*layers, input_shape=data.input_shape)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, chunk: int = 8192) -> None:
+    """Replace every BatchNorm's running statistics by the statistics of the deploy network over ``x``
+    (spec §3.2: they drift while masks change). One chunk gives the exact mean and variance; more
+    chunks are averaged. Call after the quantizers are removed."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for i in range(0, len(x), chunk):
+        part = x[i:i + chunk]
+        if len(part) >= 2:
+            model(part)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
+def deploy_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Eval-mode (deploy: every binarization hard) accuracy and number correct; argmax, first max wins."""
+    was_training = model.training
+    model.eval()
+    pred = model(x).argmax(dim=1)
+    model.train(was_training)
+    correct = int((pred == y).sum())
+    return correct / len(y), correct
+
+
+def _optimizers(model: nn.Module, binarizer: Binarizer, config: TrainConfig, total_steps: int):
+    """The optimizers and their LR schedulers: binary weights to Bop/KBOP when latent-free."""
+    def annealed(opt, floor=0.0):
+        if config.lr_schedule == "constant":
+            return None
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=floor)
+
+    binary = [u.layer.weight for u in binarizer.units if u.layer is not None]
+    binary_ids = {id(p) for p in binary}
+    others = [p for p in model.parameters() if id(p) not in binary_ids] + binarizer.scale_parameters()
+    pairs = []
+    if config.optimizer in ("adam", "sgd"):
+        params = binary + others
+        opt = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
+               else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
+        pairs.append((opt, annealed(opt)))
+    else:
+        if config.optimizer == "bop":
+            pairs.append((Bop(binary, gamma=config.bop_gamma, tau=config.bop_tau), None))
+        else:
+            from .kbop import KBop
+            kbop = KBop([{"params": [p]} for p in binary], lr=config.kbop_lr, beta=config.kbop_beta)
+            floor = config.kbop_lr * 1e-3  # rigidity 1/λ - 1 grows as λ anneals; keep λ > 0
+            pairs.append((kbop, annealed(kbop, floor)))
+        if others:
+            adam = torch.optim.Adam(others, lr=config.lr)
+            pairs.append((adam, annealed(adam)))
+    return pairs
+
+
+def _fold_scales(model: nn.Module, binarizer: Binarizer) -> list[str]:
+    """Fold KBOP's learned per-layer scales α > 0 into the model: z = α·(x·sign(W)) feeding a BatchNorm
+    equals BatchNorm with mean μ/α, variance var/α² and eps/α² on x·sign(W). A last layer's α only
+    scales the class scores, so it is dropped (the argmax is unchanged)."""
+    notes = []
+    modules = list(model)
+    for unit in binarizer.units:
+        if unit.scale is None:
+            continue
+        alpha = float(unit.scale.detach().exp())
+        pos = next(i for i, m in enumerate(modules) if m is unit.layer)
+        follower = modules[pos + 1] if pos + 1 < len(modules) else None
+        if isinstance(follower, nn.BatchNorm1d):
+            with torch.no_grad():
+                follower.running_mean.div_(alpha)
+                follower.running_var.div_(alpha * alpha)
+            follower.eps = follower.eps / (alpha * alpha)
+        else:
+            notes.append(f"layer {pos}: the learned score scale α = {alpha:.4g} was dropped; class scores are "
+                         "the integer popcount scores (the argmax is unchanged)")
+    return notes
+
+
+def train(data: TrainingData, config: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train an MLP on ``data`` as ``config`` says; returns the deploy model (eval mode, float32).
+
+    ``on_step(step, total)`` is called after every optimizer step, ``on_epoch(entry)`` after every epoch
+    with the log entry: loss, train-state accuracy, deploy test accuracy, frozen fraction per unit.
+    """
+    start_time = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(config.seed)
+    shuffle_gen = torch.Generator().manual_seed(config.seed)
+    mask_gen = torch.Generator().manual_seed(config.seed + 0x5EED)
+
+    x_train = torch.from_numpy(data.x_train).float()
+    y_train = torch.from_numpy(data.y_train)
+    x_test = torch.from_numpy(data.x_test).float()
+    y_test = torch.from_numpy(data.y_test)
+
+    model = build_mlp(data, tuple(config.hidden), config.net)
+    latent_free = config.optimizer in ("bop", "kbop")
+    if latent_free:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, BinaryLinear):
+                    m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
+    steps_per_epoch = sum(1 for i in range(0, len(x_train), config.batch_size)
+                          if len(x_train) - i >= 2)
+    total_steps = steps_per_epoch * config.epochs
+    bin_config = dataclasses.replace(config.binarization, binarize_activations=config.net == "bnn",
+                                     latent_free=latent_free,
+                                     refresh_every=max(1, round(config.refresh_epochs * steps_per_epoch))
+                                     if config.refresh_epochs > 0 else 0)
+    binarizer = Binarizer(model, bin_config, total_steps, mask_gen, learned_scale=config.optimizer == "kbop")
+    pairs = _optimizers(model, binarizer, config, total_steps)
+    head_fan_in = config.hidden[-1]
+    logit_scale = config.logit_scale or 4.0 / math.sqrt(head_fan_in)
+
+    history: list[dict] = []
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=shuffle_gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            binarizer.update(step)
+            xb, yb = x_train[idx], y_train[idx]
+            out = model(xb)
+            loss = F.cross_entropy(out * logit_scale, yb)
+            for opt, _ in pairs:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with binarizer.optimizer_step():
+                for opt, _ in pairs:
+                    opt.step()
+            for _, sched in pairs:
+                if sched is not None:
+                    sched.step()
+            binarizer.clip_latents()
+            step += 1
+            loss_sum += loss.item() * len(idx)
+            correct += int((out.argmax(dim=1) == yb).sum())
+            seen += len(idx)
+            if on_step is not None:
+                on_step(step, total_steps)
+        test_acc, _ = deploy_accuracy(model, x_test, y_test)
+        entry = {"epoch": epoch, "loss": loss_sum / seen, "train_accuracy": correct / seen,
+                 "deploy_test_accuracy": test_acc, "progress": step / total_steps,
+                 "frozen": binarizer.frozen_fractions(), "lr": pairs[-1][0].param_groups[0]["lr"],
+                 "seconds": time.perf_counter() - start_time}
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
+
+    binarizer.detach()
+    notes = _fold_scales(model, binarizer)
+    if config.recalibrate:
+        recalibrate_batchnorm(model, x_train)
+    model.eval()
+    deploy = model.double()
+    test_acc, test_correct = deploy_accuracy(deploy, x_test.double(), y_test)
+    train_acc, _ = deploy_accuracy(deploy, x_train.double(), y_train)
+    model = model.float().eval()
+    return TrainResult(model, history, test_acc, test_correct, train_acc, time.perf_counter() - start_time, notes)
