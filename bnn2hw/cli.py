@@ -169,6 +169,14 @@ def _save_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
+# Commands on other topics live in their own modules; they import ``err``/``out`` from here.
+from .cli_train import train_cmd  # noqa: E402
+from .cli_diagnose import diagnose_cmd  # noqa: E402
+
+cli.add_command(train_cmd)
+cli.add_command(diagnose_cmd)
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,199 @@
+"""``bnn2hw train``: train a binary MLP with StoMPP or the STE baseline and write a model file that
+``bnn2hw compile`` takes as it is. Options map one to one onto :class:`bnn2hw.train.TrainConfig` and
+:class:`bnn2hw.train.BinarizationConfig` (docs/training.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .errors import Bnn2hwError, TrainingConfigError
+
+__all__ = ["train_cmd", "parse_hidden"]
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise TrainingConfigError(f"--hidden must be comma-separated positive layer widths such as 256,256, "
+                                  f"not '{text}'")
+    return widths
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic: readers (and a crash) see the previous complete log or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _choice_help(text: str, choices) -> str:
+    return f"{text} ({' | '.join(choices)})"
+
+
+@click.command("train")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits (bundled with scikit-learn), mnist, fashion-mnist or cifar10 (the last three from --data-dir).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Directory holding the IDX files (MNIST, Fashion-MNIST) or CIFAR-10 binary batches.")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the digits train/test split.")
+@click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths, comma-separated.")
+@click.option("--net", default="bnn", show_default=True,
+              help="bnn (binary weights and activations) or bwn (binary weights only; not compilable).")
+@click.option("--method", default="stompp", show_default=True,
+              help="stompp (STE-free), stompp+sg (surrogate on frozen entries only) or ste (BinaryConnect baseline).")
+@click.option("--surrogate", default="ste_clip", show_default=True,
+              help="Surrogate gradient of stompp+sg and ste: ste, ste_clip, approxsign, swishsign, ede.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--optimizer", default="adam", show_default=True,
+              help="adam, sgd (momentum 0.9), bop or kbop (latent-free: binary weights flip; Adam for the rest).")
+@click.option("--lr", type=float, default=0.03, show_default=True, help="Learning rate of Adam/SGD.")
+@click.option("--lr-schedule", default="cosine", show_default=True, help="cosine or constant.")
+@click.option("--logit-scale", type=float, default=0.0, show_default=True,
+              help="Scores are multiplied by this inside the loss; 0 = 4/sqrt(width of the last hidden layer).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, shuffling and masks.")
+@click.option("--order", default="forward", show_default=True, help="Unit order: forward, reverse or random.")
+@click.option("--scope", default="layerwise", show_default=True,
+              help="layerwise (one window per unit) or global (all units share the window).")
+@click.option("--ramp", default="linear", show_default=True, help="Frozen-fraction ramp: linear or cosine.")
+@click.option("--window-start", type=float, default=0.0, show_default=True,
+              help="Training progress (0..1) at which freezing starts.")
+@click.option("--window-end", type=float, default=0.9, show_default=True,
+              help="Training progress (0..1) by which every unit is frozen.")
+@click.option("--overlap", type=float, default=0.0, show_default=True, help="Overlap of consecutive windows, [0, 1).")
+@click.option("--priority", default="error", show_default=True,
+              help="Which entries freeze first: uniform (random) or error (latents near ±1 first).")
+@click.option("--granularity", default="element", show_default=True,
+              help="Weight-mask unit: element or out_channel.")
+@click.option("--activation-masks", default="per_batch", show_default=True,
+              help="persistent (one mask per unit) or per_batch (resampled every step).")
+@click.option("--pairing", default="input", show_default=True,
+              help="Activation a unit freezes with its weights: input or output.")
+@click.option("--refresh-epochs", type=float, default=1.0, show_default=True,
+              help="Soft-refresh period in epochs (0: never).")
+@click.option("--refresh-fraction", type=float, default=0.1, show_default=True,
+              help="Fraction of frozen entries released at each refresh.")
+@click.option("--refresh-mode", default="swap", show_default=True, help="swap, resample or activations.")
+@click.option("--bop-gamma", type=float, default=1e-3, show_default=True)
+@click.option("--bop-tau", type=float, default=1e-6, show_default=True)
+@click.option("--kbop-lr", type=float, default=0.5, show_default=True,
+              help="KBOP rigidity learning rate λ in (0, 1]; threshold μ + (1/λ - 1)σ.")
+@click.option("--kbop-beta", type=float, default=0.9, show_default=True)
+@click.option("--no-recalibrate", is_flag=True, help="Keep BatchNorm statistics from training (not recommended).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="CPU threads (results are deterministic for a given seed and thread count).")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Model file to write.")
+@click.option("--log", "log_file", type=click.Path(path_type=Path), default=None,
+              help="JSON training log (default: next to --out, <name>.train.json).")
+@click.option("--force", is_flag=True, help="Replace --out (and the log) if they exist.")
+def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epochs, batch_size, optimizer, lr,
+              lr_schedule, logit_scale, seed, order, scope, ramp, window_start, window_end, overlap, priority,
+              granularity, activation_masks, pairing, refresh_epochs, refresh_fraction, refresh_mode, bop_gamma,
+              bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
+    """Train a binary MLP; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import save
+    from .cli import err, out
+    from .train import BinarizationConfig, TrainConfig, load_training_data, train
+
+    binarization = BinarizationConfig(
+        method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,
+        order=order, scope=scope, priority=priority, granularity=granularity, refresh_fraction=refresh_fraction,
+        refresh_mode=refresh_mode, activation_masks=activation_masks, pairing=pairing)
+    config = TrainConfig(hidden=parse_hidden(hidden), net=net, binarization=binarization, epochs=epochs,
+                         batch_size=batch_size, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
+                         logit_scale=logit_scale, refresh_epochs=refresh_epochs, bop_gamma=bop_gamma,
+                         bop_tau=bop_tau, kbop_lr=kbop_lr, kbop_beta=kbop_beta, seed=seed,
+                         recalibrate=not no_recalibrate, threads=threads)
+    log_file = log_file or out_file.with_name(out_file.stem + ".train.json")
+    for path, what in ((out_file, "--out"), (log_file, "--log")):
+        if path.exists() and not force:
+            raise Bnn2hwError(f"'{path}' already exists; pass --force to replace it or choose another {what}")
+        if path.exists() and path.is_dir():
+            raise Bnn2hwError(f"{what} '{path}' is a directory; give a file name")
+    for path in {out_file.parent, log_file.parent}:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise Bnn2hwError(f"cannot create the output directory '{path}' ({e.strerror}); choose another --out")
+
+    data = load_training_data(dataset, data_dir, split_seed)
+    err.print(f"[bold]training[/bold] {config.net.upper()} MLP {data.input_shape[0]}-"
+              f"{'-'.join(map(str, config.hidden))}-{data.num_classes} on {data.name} "
+              f"({len(data.y_train)} train / {len(data.y_test)} test), method {method}, {optimizer}, "
+              f"{epochs} epochs, seed {seed}")
+    command = "bnn2hw train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
+    log = {"format": "bnn2hw-train-log", "version": 1, "command": command, "dataset": data.name,
+           "data": data.description, "config": config.to_dict(), "epochs": []}
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("epoch 1", total=None)
+
+        def on_step(step, total):
+            bar.update(task, completed=step, total=total)
+
+        def on_epoch(entry):
+            log["epochs"].append(entry)
+            _write_json(log_file, log)
+            frozen = " ".join(f"{f['target']:.2f}" for f in entry["frozen"])
+            bar.console.print(f"  epoch {entry['epoch']:3d}  loss {entry['loss']:.4f}  train-state acc "
+                              f"{entry['train_accuracy']:.4f}  deploy test acc {entry['deploy_test_accuracy']:.4f}"
+                              f"  frozen [{frozen}]", highlight=False)
+            bar.update(task, description=f"epoch {min(entry['epoch'] + 1, epochs)}")
+
+        result = train(data, config, on_step=on_step, on_epoch=on_epoch)
+
+    metadata = {
+        "name": out_file.stem,
+        "dataset": data.description,
+        "split_seed": split_seed,
+        "input_format": f"{data.input_shape[0]} integer pixels as {data.input_bits}-bit unsigned "
+                        f"(image {'x'.join(map(str, data.image_shape))}, flattened)",
+        "method": method,
+        "net": net,
+        "hidden": list(config.hidden),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "train_config": config.to_dict(),
+        "test_samples": len(data.y_test),
+        "test_correct": result.test_correct,
+        "test_accuracy": result.test_accuracy,
+        "train_accuracy": result.train_accuracy,
+        "accuracy_note": "deploy mode (every binarization hard), eval mode, float64, argmax (first maximum wins)",
+        "notes": result.notes,
+        "trained_with": command,
+        "torch_version": str(torch.__version__),
+    }
+    save(result.model, out_file, input_shape=data.input_shape, metadata=metadata)
+    log.update(final={"test_accuracy": result.test_accuracy, "test_correct": result.test_correct,
+                      "test_samples": len(data.y_test), "train_accuracy": result.train_accuracy,
+                      "seconds": result.seconds, "notes": result.notes})
+    _write_json(log_file, log)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    if net == "bwn":
+        err.print("[yellow]note:[/yellow] binary-weight-only models keep real activations, so `bnn2hw compile` "
+                  "cannot build them; train with --net bnn for hardware")
+    err.print(f"wrote {out_file} and {log_file} ({result.seconds:.1f} s)")
+    out.print(f"deploy test accuracy: {100 * result.test_accuracy:.2f}% ({result.test_correct}/{len(data.y_test)}) "
+              f"on the {data.name} test split")
