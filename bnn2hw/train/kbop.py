@@ -6,8 +6,8 @@ exponential moving average of gradients (EMA parameter β), against a per-layer 
 and standard deviation of the gradient magnitudes. A learnable scale is trained with its own LR, and "BNN
 Init" sets the scale's initial value by Kaiming analysis. RECON (our guesses, so the forms are pluggable or
 documented): θ = μ + κ(λ)·σ with κ(λ) = 1/λ − 1, the strict inequalities of the flip rule, "layer" meaning one
-parameter tensor, population std, and α⁰ = sqrt(2 / fan_in). bnn2hw does not train the scale α here. It is
-an ordinary parameter for a separate optimizer (Adam in the spec) with its own LR.
+parameter tensor, population std, and α⁰ = sqrt(2 / fan_in). The scale α is not part of this optimizer:
+the trainer (bnn2hw.train.trainer) keeps it as an ordinary parameter trained by Adam with its own LR.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from bnn2hw.nn import hard_sign
+from ..nn import hard_sign
 
 __all__ = ["KBop", "binarize_", "bnn_init_scale", "default_rigidity"]
 
