@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from bnn2hw.train import BinarizationConfig, TrainConfig, load_training_data, train  # noqa: E402
+from bnn2hw.train import TrainConfig, load_training_data, train  # noqa: E402
 
 WIDTH = 64
 FULL_DEPTHS = (2, 4, 8, 16, 24)
@@ -90,16 +90,16 @@ def markdown(table: dict, depths, arms, meta: dict) -> str:
         "Arms differ only in the binarization rule (see bench/depth_scaling.py and docs/training.md). "
         "`bwn` = binary weights, real hard-tanh activations (not compilable; the ablation of the paper).",
         "",
-        "| hidden layers | " + " | ".join(arms) + " | stompp − ste |",
-        "|---:|" + "---:|" * (len(arms) + 1),
+        "| hidden layers | " + " | ".join(arms) + " | stompp − ste | stompp+sg − ste |",
+        "|---:|" + "---:|" * (len(arms) + 2),
     ]
     for depth in depths:
         cells = []
         for arm in arms:
             mean, std, _ = table.get((depth, arm), (float("nan"), float("nan"), 0))
             cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}")
-        delta = table[(depth, "stompp")][0] - table[(depth, "ste")][0] if (depth, "stompp") in table else float("nan")
-        lines.append(f"| {depth} | " + " | ".join(cells) + f" | {100 * delta:+.1f} |")
+        deltas = [table[(depth, arm)][0] - table[(depth, "ste")][0] for arm in ("stompp", "stompp+sg")]
+        lines.append(f"| {depth} | " + " | ".join(cells) + "".join(f" | {100 * d:+.1f}" for d in deltas) + " |")
     lines += ["", "![accuracy against depth](depth_scaling.png)", ""]
     return "\n".join(lines)
 
@@ -138,7 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depths", type=lambda s: tuple(int(t) for t in s.split(",")), default=None)
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 30, quick 3)")
+    p.add_argument("--from-json", type=Path, default=None,
+                   help="redraw the table and plot from a previous run's .json instead of training")
     args = p.parse_args(argv)
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        runs, meta = saved["runs"], saved["meta"]
+        depths = sorted({r["depth"] for r in runs})
+        arms = [a for a in ARMS if any(r["arm"] == a for r in runs)]
+        name = args.from_json.stem
+        write_outputs(args.out_dir, name, runs, depths, arms, meta)
+        return 0
     depths = args.depths or (QUICK_DEPTHS if args.quick else FULL_DEPTHS)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
     epochs = args.epochs or (3 if args.quick else RECIPE.epochs)
@@ -158,20 +168,25 @@ def main(argv: list[str] | None = None) -> int:
                   f"test {100 * r['test_accuracy']:5.1f}%  ({r['seconds']:.1f} s)", flush=True)
     wall = time.perf_counter() - start
     runs.sort(key=lambda r: (r["depth"], arms.index(r["arm"]), r["seed"]))
-    table = summarise(runs, depths, arms)
     meta = {"command": "python bench/depth_scaling.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
                                                           if (argv if argv is not None else sys.argv[1:]) else ""),
             "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "runs": len(runs), "cpu_seconds": sum(r["seconds"] for r in runs), "wall_seconds": wall,
             "jobs": args.jobs, "seeds": seeds, "epochs": epochs}
-    (args.out_dir / f"{name}.md").write_text(markdown(table, depths, arms, meta).replace(
-        "depth_scaling.png", f"{name}.png"))
-    plot(table, depths, arms, args.out_dir / f"{name}.png")
-    (args.out_dir / f"{name}.json").write_text(json.dumps(
-        {"meta": meta, "recipe": RECIPE.to_dict(), "arms": ARMS, "runs": runs}, indent=1) + "\n")
-    print(f"wrote {args.out_dir / name}.md, .png, .json in {wall:.0f} s "
-          f"({meta['cpu_seconds']:.0f} CPU-seconds of training)")
+    write_outputs(args.out_dir, name, runs, depths, arms, meta)
+    print(f"trained in {wall:.0f} s ({meta['cpu_seconds']:.0f} CPU-seconds)")
     return 0
+
+
+def write_outputs(out_dir: Path, name: str, runs: list[dict], depths, arms, meta: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = summarise(runs, depths, arms)
+    (out_dir / f"{name}.md").write_text(markdown(table, depths, arms, meta).replace(
+        "depth_scaling.png", f"{name}.png"))
+    plot(table, depths, arms, out_dir / f"{name}.png")
+    (out_dir / f"{name}.json").write_text(json.dumps(
+        {"meta": meta, "recipe": RECIPE.to_dict(), "arms": ARMS, "runs": runs}, indent=1) + "\n")
+    print(f"wrote {out_dir / name}.md, .png and .json")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def _choice_help(text: str, choices) -> str:
 
 @click.command("train")
 @click.option("--dataset", default="digits", show_default=True,
-              help="digits (bundled with scikit-learn), mnist, fashion-mnist or cifar10 (the last three from --data-dir).")
+              help="digits (bundled with scikit-learn), mnist, fashion-mnist or cifar10 (the last three read "
+                   "from --data-dir).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Directory holding the IDX files (MNIST, Fashion-MNIST) or CIFAR-10 binary batches.")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the digits train/test split.")
@@ -71,6 +72,8 @@ def _choice_help(text: str, choices) -> str:
 @click.option("--order", default="forward", show_default=True, help="Unit order: forward, reverse or random.")
 @click.option("--scope", default="layerwise", show_default=True,
               help="layerwise (one window per unit) or global (all units share the window).")
+@click.option("--spacing", default="uniform", show_default=True,
+              help="Window lengths: uniform, or cubic (FreezeOut-style: first units quick, last ones slow).")
 @click.option("--ramp", default="linear", show_default=True, help="Frozen-fraction ramp: linear or cosine.")
 @click.option("--window-start", type=float, default=0.0, show_default=True,
               help="Training progress (0..1) at which freezing starts.")
@@ -103,7 +106,7 @@ def _choice_help(text: str, choices) -> str:
               help="JSON training log (default: next to --out, <name>.train.json).")
 @click.option("--force", is_flag=True, help="Replace --out (and the log) if they exist.")
 def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epochs, batch_size, optimizer, lr,
-              lr_schedule, logit_scale, seed, order, scope, ramp, window_start, window_end, overlap, priority,
+              lr_schedule, logit_scale, seed, order, scope, spacing, ramp, window_start, window_end, overlap, priority,
               granularity, activation_masks, pairing, refresh_epochs, refresh_fraction, refresh_mode, bop_gamma,
               bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
     """Train a binary MLP; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
@@ -116,8 +119,9 @@ def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epo
 
     binarization = BinarizationConfig(
         method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,
-        order=order, scope=scope, priority=priority, granularity=granularity, refresh_fraction=refresh_fraction,
-        refresh_mode=refresh_mode, activation_masks=activation_masks, pairing=pairing)
+        order=order, scope=scope, spacing=spacing, priority=priority, granularity=granularity,
+        refresh_fraction=refresh_fraction, refresh_mode=refresh_mode, activation_masks=activation_masks,
+        pairing=pairing)
     config = TrainConfig(hidden=parse_hidden(hidden), net=net, binarization=binarization, epochs=epochs,
                          batch_size=batch_size, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
                          logit_scale=logit_scale, refresh_epochs=refresh_epochs, bop_gamma=bop_gamma,

@@ -1,6 +1,7 @@
 """Every example script runs (the quick-start demo end to end, in Verilator RTL)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,20 @@ def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path):
     assert hardware == pytorch
     classes = np.load(tmp_path / "y.npz")["classes"]
     assert f"{np.mean(classes == split.y_test):.2%}" == f"{hardware}%"
+
+
+def test_depth_scaling_quick_mode_writes_its_artefacts(tmp_path):
+    """The experiment's pipeline (training every arm, table, plot, raw runs); accuracies are not asserted."""
+    import json
+    proc = run_script(ROOT / "bench" / "depth_scaling.py", "--quick", "--jobs", "1", "--out-dir", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = (tmp_path / "depth_scaling_quick.md").read_text()
+    runs = json.loads((tmp_path / "depth_scaling_quick.json").read_text())["runs"]
+    arms = ["ste", "stompp", "stompp+sg", "stompp reverse", "stompp global", "bwn stompp", "bwn reverse", "bwn global"]
+    header = next(line for line in table.splitlines() if line.startswith("| hidden layers"))
+    assert all(f" {arm} |" in header for arm in arms)
+    assert {(r["arm"], r["depth"]) for r in runs} == {(a, d) for a in arms for d in (2, 8)}
+    rows = [line for line in table.splitlines() if re.match(r"\| (2|8) \|", line)]
+    assert len(rows) == 2 and all(line.count("±") == len(arms) for line in rows)
+    png = (tmp_path / "depth_scaling_quick.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

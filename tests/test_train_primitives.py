@@ -186,3 +186,17 @@ def test_bop_tie_keeps_the_weight():
     w.grad = torch.tensor([-0.5, 0.5])             # m = g, so w·m = 0.5 = τ exactly for both
     opt.step()
     assert torch.equal(w.detach(), torch.tensor([-1.0, 1.0]))
+
+
+def test_cubic_spacing_windows_tile_the_range_and_grow():
+    s = FreezeSchedule(5, start=0.1, end=0.9, spacing="cubic")
+    windows = [s.window(k) for k in range(5)]
+    assert windows[0][0] == pytest.approx(0.1) and windows[-1][1] == pytest.approx(0.9)
+    assert all(a[1] == pytest.approx(b[0]) for a, b in zip(windows, windows[1:]))
+    lengths = [e - b for b, e in windows]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+    for k, (b, e) in enumerate(windows):
+        assert s.fraction(k, b) == 0.0 and s.fraction(k, e) == 1.0
+        assert s.fraction(k, (b + e) / 2) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="overlap 0"):
+        FreezeSchedule(3, overlap=0.2, spacing="cubic")

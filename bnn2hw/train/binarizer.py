@@ -48,6 +48,7 @@ class BinarizationConfig:
     ramp: str = "linear"
     order: str = "forward"
     scope: str = "layerwise"
+    spacing: str = "uniform"
     priority: str = "error"
     """Which entries freeze first. The spec's default is uniform; error (latents near ±1 first) measured
     better on digits (docs/training.md)."""
@@ -82,7 +83,8 @@ class BinarizationConfig:
             raise ValueError(f"the refresh period must be a whole number of steps >= 0, not {self.refresh_every!r}")
         if not 0.0 <= self.refresh_fraction <= 1.0:
             raise ValueError(f"the refresh fraction must be in [0, 1], not {self.refresh_fraction}")
-        FreezeSchedule(1, self.start, self.end, self.overlap, self.ramp, self.order, self.scope)  # validates
+        FreezeSchedule(1, self.start, self.end, self.overlap, self.ramp, self.order, self.scope,
+                       spacing=self.spacing)  # validates
 
 
 @dataclass(eq=False)
@@ -147,8 +149,8 @@ class Binarizer:
         if not self.units:
             raise ValueError("the model has no binary layer (bnn2hw.nn.BinaryLinear) to train")
         self.schedule = FreezeSchedule(len(self.units), config.start, config.end, config.overlap, config.ramp,
-                                       config.order, config.scope, seed=int(torch.randint(
-                                           0, 2**31 - 1, (), generator=generator)))
+                                       config.order, config.scope, spacing=config.spacing,
+                                       seed=int(torch.randint(0, 2**31 - 1, (), generator=generator)))
         self.masked = config.method != "ste"
         for unit in self.units:
             if unit.layer is not None:

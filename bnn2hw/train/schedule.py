@@ -3,7 +3,9 @@
 Training progress u ∈ [0, 1]. Units (binarized layers, in forward execution order) get windows of equal
 length inside [start, end] that overlap by the fraction ``overlap``; within its window a unit's frozen
 fraction ramps from 0 to 1 (linearly or as a half cosine). ``order`` chooses which unit goes first,
-``scope="global"`` gives every unit the whole window at once.
+``scope="global"`` gives every unit the whole window at once. ``spacing="cubic"`` (FreezeOut-style)
+places the k-th window of L between start + (end - start)·(k/L)³ and start + (end - start)·((k+1)/L)³:
+the first units freeze quickly, the last ones slowly.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FreezeSchedule", "ORDERS", "SCOPES", "RAMPS"]
+__all__ = ["FreezeSchedule", "ORDERS", "SCOPES", "RAMPS", "SPACINGS"]
 
 ORDERS = ("forward", "reverse", "random")
 SCOPES = ("layerwise", "global")
+SPACINGS = ("uniform", "cubic")
 RAMPS = ("linear", "cosine")
 
 
@@ -30,6 +33,7 @@ class FreezeSchedule:
     order: str = "forward"
     scope: str = "layerwise"
     seed: int = 0
+    spacing: str = "uniform"
     ranks: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -41,9 +45,11 @@ class FreezeSchedule:
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), not {self.overlap}")
         for name, value, allowed in (("ramp", self.ramp, RAMPS), ("order", self.order, ORDERS),
-                                     ("scope", self.scope, SCOPES)):
+                                     ("scope", self.scope, SCOPES), ("spacing", self.spacing, SPACINGS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+        if self.spacing == "cubic" and self.overlap:
+            raise ValueError("cubic spacing sets every window's length itself; use overlap 0 with it")
         if self.order == "forward":
             ranks = list(range(self.n_units))
         elif self.order == "reverse":
@@ -61,12 +67,15 @@ class FreezeSchedule:
 
     def window(self, unit: int) -> tuple[float, float]:
         """(start, end) of ``unit``'s window in training progress."""
+        if self.spacing == "cubic" and self.scope == "layerwise":
+            span, k, n = self.end - self.start, self.ranks[unit], self.n_units
+            return self.start + span * (k / n) ** 3, self.start + span * ((k + 1) / n) ** 3
         length = self.window_length
         begin = self.start if self.scope == "global" else self.start + self.ranks[unit] * length * (1 - self.overlap)
         return begin, begin + length
 
     def fraction(self, unit: int, progress: float) -> float:
         """Target frozen fraction f_k(u) of ``unit`` at training progress ``progress``."""
-        begin, _ = self.window(unit)
-        r = min(max((progress - begin) / self.window_length, 0.0), 1.0)
+        begin, end = self.window(unit)
+        r = min(max((progress - begin) / (end - begin), 0.0), 1.0)
         return r if self.ramp == "linear" else 0.5 * (1 - math.cos(math.pi * r))
