@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import ModelFileError
-from .nn import BinaryAct, BinaryLinear, InputQuant
+from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 
 __all__ = ["save", "load", "BinaryNet", "UnsupportedModule", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -56,8 +56,20 @@ def _layer_spec(module: nn.Module) -> dict:
     if isinstance(module, BinaryLinear):
         return {"type": "BinaryLinear", "in_features": module.in_features,
                 "out_features": module.out_features, "bias": module.bias is not None, "state": state}
+    if isinstance(module, BinaryConv2d):
+        return {"type": "BinaryConv2d", "in_channels": module.in_channels, "out_channels": module.out_channels,
+                "kernel_size": list(module.kernel_size), "stride": list(module.stride),
+                "padding": list(module.padding), "pad_value": module.pad_value, "bias": module.bias is not None,
+                "state": state}
     if isinstance(module, BinaryAct):
         return {"type": "BinaryAct"}
+    if type(module) is nn.BatchNorm2d:
+        return {"type": "BatchNorm2d", "num_features": module.num_features, "eps": float(module.eps),
+                "momentum": module.momentum, "affine": module.affine,
+                "track_running_stats": module.track_running_stats, "state": state}
+    if type(module) is nn.MaxPool2d:
+        return {"type": "MaxPool2d", "kernel_size": module.kernel_size, "stride": module.stride,
+                "padding": module.padding, "dilation": module.dilation, "ceil_mode": module.ceil_mode}
     if type(module) is nn.BatchNorm1d:
         return {"type": "BatchNorm1d", "num_features": module.num_features, "eps": float(module.eps),
                 "momentum": module.momentum, "affine": module.affine,
@@ -128,8 +140,18 @@ def _rebuild(spec: dict, position: int, path: Path) -> nn.Module:
             return InputQuant(int(spec["bits"]))
         if kind == "BinaryLinear":
             m = BinaryLinear(int(spec["in_features"]), int(spec["out_features"]), bias=bool(spec["bias"]))
+        elif kind == "BinaryConv2d":
+            m = BinaryConv2d(int(spec["in_channels"]), int(spec["out_channels"]), tuple(spec["kernel_size"]),
+                             stride=tuple(spec["stride"]), padding=tuple(spec["padding"]),
+                             pad_value=float(spec["pad_value"]), bias=bool(spec["bias"]))
         elif kind == "BinaryAct":
             return BinaryAct()
+        elif kind == "BatchNorm2d":
+            m = nn.BatchNorm2d(int(spec["num_features"]), eps=float(spec["eps"]), momentum=spec["momentum"],
+                               affine=bool(spec["affine"]), track_running_stats=bool(spec["track_running_stats"]))
+        elif kind == "MaxPool2d":
+            return nn.MaxPool2d(spec["kernel_size"], stride=spec["stride"], padding=spec["padding"],
+                                dilation=spec["dilation"], ceil_mode=bool(spec["ceil_mode"]))
         elif kind == "BatchNorm1d":
             m = nn.BatchNorm1d(int(spec["num_features"]), eps=float(spec["eps"]), momentum=spec["momentum"],
                                affine=bool(spec["affine"]), track_running_stats=bool(spec["track_running_stats"]))

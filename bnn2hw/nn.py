@@ -16,7 +16,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["InputQuant", "BinaryLinear", "BinaryAct", "hard_sign"]
+__all__ = ["InputQuant", "BinaryLinear", "BinaryConv2d", "BinaryAct", "hard_sign", "PAD_VALUES"]
+
+PAD_VALUES = (-1.0, 1.0, 0.0)
+"""Values a BinaryConv2d may pad with: -1 (the default, a 0 bit in hardware), +1, or 0 (torch's zero
+padding, which no single bit represents; see docs/integer_math.md)."""
 
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +103,61 @@ class BinaryLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.binary_weight(), self.bias)
+
+
+def _pair(value, name: str, low: int, high: int) -> tuple[int, int]:
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high for v in pair):
+        raise ValueError(f"BinaryConv2d {name} must be an integer or a pair of integers from {low} to {high}, "
+                         f"not {value!r}")
+    return pair
+
+
+class BinaryConv2d(nn.Conv2d):
+    """A 2-d convolution whose forward pass uses sign(W), with sign(0) = +1, and pads explicitly.
+
+    The input is padded with ``pad_value`` (default -1, which the hardware stores as a 0 bit; +1 is a 1
+    bit) *after* binarization and then convolved without padding, so training sees exactly what the
+    hardware computes. ``pad_value=0`` is torch's zero padding. Like ``BinaryLinear``, a training
+    ``quantizer`` may replace the clipped straight-through estimator; eval mode ignores it.
+    """
+
+    quantizer = None
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 pad_value: float = -1.0, bias: bool = False):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"BinaryConv2d {name} must be a positive integer, not {value!r}")
+        kernel = _pair(kernel_size, "kernel_size", 1, 64)
+        stride = _pair(stride, "stride", 1, 64)
+        padding = _pair(padding, "padding", 0, 64)
+        if float(pad_value) not in PAD_VALUES:
+            raise ValueError(f"BinaryConv2d pad_value must be -1, +1 or 0, not {pad_value!r}")
+        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=0, bias=bias)
+        self.padding = padding  # applied in forward with pad_value; the convolution itself pads nothing
+        self.pad_value = float(pad_value)
+        with torch.no_grad():
+            self.weight.uniform_(-1.0, 1.0)
+            if self.bias is not None:
+                fan_in = in_channels * kernel[0] * kernel[1]
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 1 else 1.0
+                self.bias.uniform_(-bound, bound)
+
+    def binary_weight(self) -> torch.Tensor:
+        if self.training and self.quantizer is not None:
+            return self.quantizer(self.weight)
+        return _binarize(self.weight, self.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph), value=self.pad_value)
+        return F.conv2d(x, self.binary_weight(), self.bias, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, pad_value={self.pad_value:g}, bias={self.bias is not None}")
 
 
 class BinaryAct(nn.Module):

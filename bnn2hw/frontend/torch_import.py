@@ -27,9 +27,11 @@ _HINTS = {
     "Tanh": "use bnn2hw.nn.BinaryAct",
     "Sigmoid": "use bnn2hw.nn.BinaryAct",
     "Dropout": "remove it before saving (it does nothing in eval mode)",
-    "Conv2d": "convolutions are not supported yet",
-    "BatchNorm2d": "use nn.BatchNorm1d after a BinaryLinear",
+    "Conv2d": "use bnn2hw.nn.BinaryConv2d to train; the compiler does not take convolutions yet",
 }
+_CONV_LAYERS = ("BinaryConv2d", "BatchNorm2d", "MaxPool2d")
+_CONV_HINT = ("convolutional models train and save with bnn2hw, but this version compiles only dense models; "
+              "the convolution path of the compiler is in progress")
 
 
 def _describe(module: nn.Module) -> tuple[str, str]:
@@ -42,7 +44,7 @@ def _describe(module: nn.Module) -> tuple[str, str]:
 
 def _unsupported(position: int, module: nn.Module) -> tuple[int, str]:
     short, text = _describe(module)
-    hint = _HINTS.get(short, f"supported layers are {SUPPORTED_SHAPE}")
+    hint = _CONV_HINT if short in _CONV_LAYERS else _HINTS.get(short, f"supported layers are {SUPPORTED_SHAPE}")
     return position, f"{text} is not supported ({hint})"
 
 

@@ -1,7 +1,7 @@
 """Progressive binarization of a model while it trains: which entries are hard, and how gradients
 flow through them (spec §3.2, §4).
 
-A *unit* is one binary layer (``BinaryLinear``) together with the ``BinaryAct`` that feeds it, if any:
+A *unit* is one binary layer (``BinaryLinear`` or ``BinaryConv2d``) together with the ``BinaryAct`` that feeds it, if any:
 its latent weights and its input activation are frozen (replaced by the hard sign) on the unit's
 schedule. The :class:`Binarizer` owns the masks, attaches a quantizer to every binarizing layer
 (``bnn2hw.nn`` layers consult it in training mode), grows the masks each step, soft-refreshes them,
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingConfigError
-from ..nn import BinaryAct, BinaryLinear
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear
 from .masks import GRANULARITIES, PRIORITIES, FrozenLatentGuard, grow_mask, soft_refresh
 from .quantize import MODES, SURROGATES, stompp_q, surrogate_sign
 from .schedule import FreezeSchedule
@@ -33,7 +33,7 @@ __all__ = ["BinarizationConfig", "Binarizer", "BinaryUnit", "find_units", "REFRE
 REFRESH_MODES = ("swap", "resample", "activations")
 ACTIVATION_MASKS = ("persistent", "per_batch")
 PAIRINGS = ("input", "output")
-BINARY_LAYERS = (BinaryLinear,)
+BINARY_LAYERS = (BinaryLinear, BinaryConv2d)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class BinaryUnit:
     """One scheduled unit: a binary layer and the BinaryAct feeding it (either may be absent)."""
 
     index: int
-    layer: BinaryLinear | None
+    layer: BinaryLinear | BinaryConv2d | None
     act: BinaryAct | None
     weight_mask: torch.Tensor | None = None
     act_mask: torch.Tensor | None = None

@@ -20,13 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..errors import TrainingConfigError
 from ..io import BinaryNet
-from ..nn import BinaryAct, BinaryLinear, InputQuant
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 from .binarizer import BinarizationConfig, Binarizer
 from .bop import Bop
 from .data import TrainingData
@@ -192,7 +193,7 @@ def _fold_scales(model: nn.Module, binarizer: Binarizer) -> list[str]:
         alpha = float(unit.scale.detach().exp())
         pos = next(i for i, m in enumerate(modules) if m is unit.layer)
         follower = modules[pos + 1] if pos + 1 < len(modules) else None
-        if isinstance(follower, nn.BatchNorm1d):
+        if isinstance(follower, nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
                 follower.running_mean.div_(alpha)
                 follower.running_var.div_(alpha * alpha)
@@ -205,8 +206,11 @@ def _fold_scales(model: nn.Module, binarizer: Binarizer) -> list[str]:
 
 def train(data: TrainingData, config: TrainConfig,
           on_step: Callable[[int, int], None] | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, model: BinaryNet | None = None) -> TrainResult:
     """Train an MLP on ``data`` as ``config`` says; returns the deploy model (eval mode, float32).
+
+    ``model`` replaces the MLP built from ``config.hidden`` (``config.net`` is then ignored), e.g. a
+    convolutional ``BinaryNet``; the samples are reshaped to its ``input_shape``.
 
     ``on_step(step, total)`` is called after every optimizer step, ``on_epoch(entry)`` after every epoch
     with the log entry: loss, train-state accuracy, deploy test accuracy, frozen fraction per unit.
@@ -217,17 +221,22 @@ def train(data: TrainingData, config: TrainConfig,
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     mask_gen = torch.Generator().manual_seed(config.seed + 0x5EED)
 
-    x_train = torch.from_numpy(data.x_train).float()
+    if model is None:
+        model = build_mlp(data, tuple(config.hidden), config.net)
+    shape = tuple(model.input_shape)
+    if int(np.prod(shape)) != data.input_shape[0]:
+        raise TrainingConfigError(f"the model takes inputs of shape {shape}, but {data.name} samples have "
+                                  f"{data.input_shape[0]} values; build the model for image shape {data.image_shape}")
+    x_train = torch.from_numpy(data.x_train.reshape((-1,) + shape)).float()
     y_train = torch.from_numpy(data.y_train)
-    x_test = torch.from_numpy(data.x_test).float()
+    x_test = torch.from_numpy(data.x_test.reshape((-1,) + shape)).float()
     y_test = torch.from_numpy(data.y_test)
 
-    model = build_mlp(data, tuple(config.hidden), config.net)
     latent_free = config.optimizer in ("bop", "kbop")
     if latent_free:
         with torch.no_grad():
             for m in model.modules():
-                if isinstance(m, BinaryLinear):
+                if isinstance(m, (BinaryLinear, BinaryConv2d)):
                     m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
     steps_per_epoch = sum(1 for i in range(0, len(x_train), config.batch_size)
                           if len(x_train) - i >= 2)
@@ -238,7 +247,8 @@ def train(data: TrainingData, config: TrainConfig,
                                      if config.refresh_epochs > 0 else 0)
     binarizer = Binarizer(model, bin_config, total_steps, mask_gen, learned_scale=config.optimizer == "kbop")
     pairs = _optimizers(model, binarizer, config, total_steps)
-    head_fan_in = config.hidden[-1]
+    head = [m for m in model.modules() if isinstance(m, (BinaryLinear,))][-1]
+    head_fan_in = head.in_features
     logit_scale = config.logit_scale or 4.0 / math.sqrt(head_fan_in)
 
     history: list[dict] = []
