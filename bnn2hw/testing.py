@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .nn import BinaryAct, BinaryLinear, InputQuant
+from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 
 __all__ = ["RandomModelSpec", "random_spec", "build_random_model", "random_inputs", "torch_forward",
-           "random_folding"]
+           "random_folding", "build_random_conv_model"]
 
 _PRIMES = (3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97, 101, 127, 131, 199, 211, 251, 257, 293)
 
@@ -48,9 +48,9 @@ def random_spec(seed: int, max_width: int = 300) -> RandomModelSpec:
                            head_bn=bool(seed % 2), biases=bool(rng.random() < 0.3))
 
 
-def _random_bn(n: int, fan_in: float, rng: np.random.Generator) -> nn.BatchNorm1d:
+def _random_bn(n: int, fan_in: float, rng: np.random.Generator, cls=nn.BatchNorm1d) -> nn.BatchNorm1d:
     """BatchNorm with γ of both signs (some exactly 0) and statistics around the reachable range."""
-    bn = nn.BatchNorm1d(n)
+    bn = cls(n)
     spread = max(1.0, float(np.sqrt(fan_in)))
     gamma = rng.uniform(-1.5, 1.5, n)
     gamma[rng.random(n) < 0.1] = 0.0
@@ -122,3 +122,53 @@ def random_folding(graph, seed: int, max_cycles: int = 64, max_lanes: int = 1024
             simd, pe = n_in, -(-n_out // max(1, target))
         out[node.name] = {"pe": pe, "simd": simd}
     return out
+
+
+def build_random_conv_model(seed: int, max_channels: int = 40) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """A random convolutional model in eval mode and its input shape (C, H, W).
+
+    1–4 convolution blocks with kernels 1..5 (often non-square), strides 1–2, padding 0..3 with pad value
+    ±1, a max-pool before the BatchNorm, between BatchNorm and sign, after the sign or none, γ of both
+    signs and zero, channels from 1 to ``max_channels``; then Flatten, 0–2 hidden dense layers and a plain
+    head. The first layer reads 1..8-bit pixels.
+    """
+    rng = np.random.default_rng(seed + 7_000_001)
+    torch.manual_seed(seed)
+    c, h, w = int(rng.integers(1, 4)), int(rng.integers(6, 13)), int(rng.integers(6, 13))
+    shape = (c, h, w)
+    layers: list[nn.Module] = [InputQuant(int(rng.integers(1, 9)))]
+    for _ in range(int(rng.integers(1, 5))):
+        pad = (int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+        kernel = tuple(int(rng.integers(1, min(5, size + 2 * p) + 1)) for size, p in zip((h, w), pad))
+        stride = int(rng.integers(1, 3))
+        out_c = int(rng.integers(1, max_channels + 1)) if rng.random() < 0.3 else int(rng.integers(1, 13))
+        conv = BinaryConv2d(c, out_c, kernel, stride=stride, padding=pad, pad_value=float(rng.choice([-1, 1])),
+                            bias=bool(rng.random() < 0.3))
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(rng.uniform(-1, 1, conv.weight.shape)))
+            if conv.bias is not None:
+                conv.bias.copy_(torch.from_numpy(rng.uniform(-2, 2, out_c)))
+        h, w = (h + 2 * pad[0] - kernel[0]) // stride + 1, (w + 2 * pad[1] - kernel[1]) // stride + 1
+        block = [conv, _random_bn(out_c, c * kernel[0] * kernel[1], rng, nn.BatchNorm2d), BinaryAct()]
+        k = int(rng.integers(2, 4))
+        if min(h, w) >= k and rng.random() < 0.6:
+            block.insert(int(rng.integers(1, 4)), nn.MaxPool2d(k))
+            h, w = (h - k) // k + 1, (w - k) // k + 1
+        layers += block
+        c = out_c
+        if min(h, w) < 2:
+            break
+    layers.append(nn.Flatten())
+    width = c * h * w
+    for _ in range(int(rng.integers(0, 3))):
+        n_out = int(rng.integers(2, 40))
+        lin = BinaryLinear(width, n_out)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(rng.uniform(-1, 1, (n_out, width))))
+        layers += [lin, _random_bn(n_out, width, rng), BinaryAct()]
+        width = n_out
+    head = BinaryLinear(width, int(rng.integers(2, 11)))
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(rng.uniform(-1, 1, head.weight.shape)))
+    layers.append(head)
+    return nn.Sequential(*layers).eval(), shape

@@ -100,9 +100,7 @@ def test_training_a_convolutional_model():
     assert result.history[0]["frozen"][0]["weights"] == 1.0
 
 
-def test_compiler_says_convolutions_do_not_compile_yet():
-    with pytest.raises(UnsupportedModelError) as e:
-        from bnn2hw.frontend import import_model
-        import_model(conv_net(), (1, 8, 8))
-    message = str(e.value)
-    assert "layer 1: BinaryConv2d" in message and "compiles only dense models" in message
+def test_the_compiler_imports_convolutional_models():
+    from bnn2hw.frontend import import_model
+    graph = import_model(conv_net(), (1, 8, 8))
+    assert graph.has_convolutions and graph.nodes[0].window.in_shape == (8, 8, 1)

@@ -1,7 +1,10 @@
 """torch ``nn.Sequential`` → IR, after a support check that names every unsupported layer at once.
 
 Supported shape (docs/model_format.md):
-``InputQuant → [Flatten] → (BinaryLinear → [BatchNorm1d] → BinaryAct)* → BinaryLinear → [BatchNorm1d]``
+``InputQuant → (BinaryConv2d → [MaxPool2d] → [BatchNorm2d] → BinaryAct → [MaxPool2d])* → [Flatten]
+→ (BinaryLinear → [BatchNorm1d] → BinaryAct)* → BinaryLinear → [BatchNorm1d]`` (one MaxPool2d per block).
+Convolution weights and the first dense layer after them are reordered to channel-last (H, W, C) windows
+and features, the order the hardware streams pixels in.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from ..io import UnsupportedModule
-from ..ir import BatchNorm, Dense, Graph, InputSpec, Sign, validate
-from ..nn import BinaryAct, BinaryLinear, InputQuant, hard_sign
+from ..ir import BatchNorm, Conv, Dense, Graph, InputSpec, MaxPool, Sign, Window, validate
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, hard_sign
 
 __all__ = ["import_model", "SUPPORTED_SHAPE"]
 
-SUPPORTED_SHAPE = ("InputQuant → [Flatten] → (BinaryLinear → [BatchNorm1d] → BinaryAct)* "
-                   "→ BinaryLinear → [BatchNorm1d]")
+SUPPORTED_SHAPE = ("InputQuant → (BinaryConv2d → [MaxPool2d] → [BatchNorm2d] → BinaryAct → [MaxPool2d])* "
+                   "→ [Flatten] → (BinaryLinear → [BatchNorm1d] → BinaryAct)* → BinaryLinear → [BatchNorm1d]")
 
 _HINTS = {
     "Linear": "use bnn2hw.nn.BinaryLinear",
@@ -29,9 +32,8 @@ _HINTS = {
     "Dropout": "remove it before saving (it does nothing in eval mode)",
     "Conv2d": "use bnn2hw.nn.BinaryConv2d to train; the compiler does not take convolutions yet",
 }
-_CONV_LAYERS = ("BinaryConv2d", "BatchNorm2d", "MaxPool2d")
-_CONV_HINT = ("convolutional models train and save with bnn2hw, but this version compiles only dense models; "
-              "the convolution path of the compiler is in progress")
+_CONV_LAYERS = ()
+_CONV_HINT = ""
 
 
 def _describe(module: nn.Module) -> tuple[str, str]:
@@ -53,8 +55,12 @@ def _kind(module: nn.Module) -> str | None:
         return "quant"
     if isinstance(module, BinaryLinear):
         return "dense"
-    if type(module) is nn.BatchNorm1d:
+    if isinstance(module, BinaryConv2d):
+        return "conv"
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d):
         return "bn"
+    if type(module) is nn.MaxPool2d:
+        return "pool"
     if isinstance(module, BinaryAct):
         return "act"
     if type(module) is nn.Flatten:
@@ -79,61 +85,166 @@ def import_model(model: nn.Module, input_shape) -> Graph:
     input_shape = tuple(int(d) for d in input_shape)
     if not kinds or kinds[0] != "quant":
         problems.append((0, "the first layer must be bnn2hw.nn.InputQuant(bits), which states the pixel width"))
+    bits = modules[0].bits if kinds and kinds[0] == "quant" else 8
     nodes: list = []
     width = int(np.prod(input_shape)) if input_shape else 0
-    state = "start"     # what the next module may be, as a small grammar
-    dense_count = 0
+    image = None           # (H, W, C) while the data is still an image (convolutional part)
+    if len(input_shape) == 3 and "conv" in kinds:
+        image = (input_shape[1], input_shape[2], input_shape[0])
+    chw_flatten = None     # (C, H, W) of the image a Flatten turned into features, for the next dense layer
+    state = "start"        # what the next module may be, as a small grammar
+    layer_count = 0
+    block_pooled = False
     for pos, (m, k) in enumerate(zip(modules, kinds)):
         if k == "quant":
             if pos != 0:
                 problems.append((pos, "InputQuant may only be the first layer"))
             continue
         if k == "flatten":
-            if dense_count or state != "start":
-                problems.append((pos, "Flatten is only supported before the first BinaryLinear"))
-            elif (m.start_dim, m.end_dim) != (1, -1):
+            if (m.start_dim, m.end_dim) != (1, -1):
                 problems.append((pos, f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) is not supported "
                                       "(use nn.Flatten() with its defaults)"))
+            elif image is not None and state in ("after_act", "after_pool_act"):
+                h, w, c = image
+                chw_flatten, image, width = (c, h, w), None, h * w * c
+                state = "start"    # the dense part begins as if the features were the input
+            elif state != "start" or layer_count:
+                problems.append((pos, "Flatten is only supported at the start or after a convolution block"))
+            continue
+        if k == "conv":
+            if image is None:
+                problems.append((pos, "BinaryConv2d needs an image: the model input shape must be (C, H, W) and no "
+                                      "Flatten or BinaryLinear may come before it"))
+                break
+            if state not in ("start", "after_act", "after_pool_act"):
+                problems.append((pos, "BinaryConv2d follows another layer without a BinaryAct between them"))
+            h, w, c = image
+            if m.in_channels != c:
+                problems.append((pos, f"BinaryConv2d expects {m.in_channels} channels but receives {c}"))
+            if tuple(m.dilation) != (1, 1) or m.groups != 1:
+                problems.append((pos, f"BinaryConv2d with dilation={tuple(m.dilation)} groups={m.groups} is not "
+                                      "supported (use dilation 1 and groups 1)"))
+            first = layer_count == 0
+            for what, value, lo, hi in (("kernel_size", m.kernel_size, 1, 7), ("stride", m.stride, 1, 4),
+                                        ("padding", m.padding, 0, 3)):
+                if not all(lo <= v <= hi for v in value):
+                    problems.append((pos, f"BinaryConv2d {what}={tuple(value)} is outside what the sliding-window "
+                                          f"unit builds ({lo}..{hi} per axis); retrain within that range"))
+            if any(problem[0] == pos for problem in problems):
+                break
+            if m.pad_value == 0.0 and any(m.padding):
+                problems.append((pos, "BinaryConv2d pads with 0, which one bit cannot represent exactly; retrain "
+                                      "with pad_value=-1 (the default) or +1, or with padding=0"))
+            window = Window((h, w, c), tuple(m.kernel_size), tuple(m.stride), tuple(m.padding),
+                            _pad_code(m.pad_value, first, bits))
+            oh, ow = window.out_hw
+            if oh < 1 or ow < 1:
+                problems.append((pos, f"BinaryConv2d kernel {tuple(m.kernel_size)} does not fit the {h}×{w} image "
+                                      f"padded by {tuple(m.padding)}"))
+                break
+            with torch.no_grad():
+                wt = hard_sign(m.weight.detach().double()).permute(0, 2, 3, 1).reshape(m.out_channels, -1)
+                b = None if m.bias is None else m.bias.detach().double().numpy()
+            nodes.append(Conv(name=f"conv{layer_count}", position=pos, weight=wt.numpy().astype(np.int8), bias=b,
+                              window=window))
+            layer_count += 1
+            image, width = (oh, ow, m.out_channels), oh * ow * m.out_channels
+            state, block_pooled = "after_conv", False
+            continue
+        if k == "pool":
+            if image is None or state not in ("after_conv", "after_bn", "after_act"):
+                problems.append((pos, "MaxPool2d must follow a BinaryConv2d, its BatchNorm2d or its BinaryAct"))
+                continue
+            if block_pooled:
+                problems.append((pos, "only one MaxPool2d per convolution block is supported"))
+            ks, st = _pair(m.kernel_size), _pair(m.stride if m.stride is not None else m.kernel_size)
+            if _pair(m.padding) != (0, 0) or _pair(m.dilation) != (1, 1) or m.ceil_mode:
+                problems.append((pos, "MaxPool2d with padding, dilation or ceil_mode is not supported (use "
+                                      "nn.MaxPool2d(kernel_size, stride))"))
+            if ks[0] != ks[1] or st[0] != st[1] or not (1 <= ks[0] <= 4 and 1 <= st[0] <= 4):
+                problems.append((pos, f"MaxPool2d(kernel_size={ks}, stride={st}) is not supported; the max-pool "
+                                      "unit takes square windows and strides of 1..4"))
+            pool = MaxPool(name=f"pool{layer_count - 1}", position=pos, in_shape=image, kernel=ks, stride=st,
+                           before_bn=state == "after_conv")
+            oh, ow = pool.out_hw
+            if oh < 1 or ow < 1:
+                problems.append((pos, f"MaxPool2d window {ks} does not fit the {image[0]}×{image[1]} image"))
+                break
+            nodes.append(pool)
+            image, width = (oh, ow, image[2]), oh * ow * image[2]
+            block_pooled = True
+            state = "after_pool_act" if state == "after_act" else state
             continue
         if k == "dense":
-            if state == "after_dense" or state == "after_bn":
+            if image is not None:
+                problems.append((pos, "BinaryLinear after a convolution needs an nn.Flatten() before it"))
+                break
+            if state in ("after_dense", "after_bn", "after_conv"):
                 problems.append((pos, "BinaryLinear follows another linear layer without a BinaryAct between them"))
             if m.in_features != width:
                 problems.append((pos, f"BinaryLinear expects {m.in_features} inputs but receives {width}"))
             with torch.no_grad():
-                w = hard_sign(m.weight.detach().double()).numpy().astype(np.int8)
+                w = hard_sign(m.weight.detach().double())
+                if chw_flatten is not None and m.in_features == width:  # torch flattens (C, H, W); we stream HWC
+                    w = w.reshape(m.out_features, *chw_flatten).permute(0, 2, 3, 1).reshape(m.out_features, -1)
+                w = w.numpy().astype(np.int8)
                 b = None if m.bias is None else m.bias.detach().double().numpy()
-            nodes.append(Dense(name=f"dense{dense_count}", position=pos, weight=w, bias=b))
-            dense_count += 1
+            chw_flatten = None
+            nodes.append(Dense(name=f"dense{layer_count}", position=pos, weight=w, bias=b))
+            layer_count += 1
             width = m.out_features
             state = "after_dense"
         elif k == "bn":
-            if state != "after_dense":
-                problems.append((pos, "BatchNorm1d must directly follow a BinaryLinear"))
-            if m.num_features != width:
-                problems.append((pos, f"BatchNorm1d has {m.num_features} channels but receives {width}"))
+            conv_part = image is not None
+            expected = nn.BatchNorm2d if conv_part else nn.BatchNorm1d
+            if type(m) is not expected:
+                what = "an image" if conv_part else "a feature vector"
+                problems.append((pos, f"{type(m).__name__} cannot normalize {what} here; use nn.{expected.__name__}"))
+            elif state != ("after_conv" if conv_part else "after_dense"):
+                follows = "a BinaryConv2d (or its MaxPool2d)" if conv_part else "a BinaryLinear"
+                problems.append((pos, f"{type(m).__name__} must directly follow {follows}"))
+            channels = image[2] if conv_part else width
+            if m.num_features != channels:
+                problems.append((pos, f"{type(m).__name__} has {m.num_features} channels but receives {channels}"))
             if not m.track_running_stats or m.running_mean is None:
-                problems.append((pos, "BatchNorm1d has no running statistics (track_running_stats=False); "
+                problems.append((pos, f"{type(m).__name__} has no running statistics (track_running_stats=False); "
                                       "retrain with track_running_stats=True"))
                 continue
             with torch.no_grad():
                 gamma = m.weight.detach().double().numpy() if m.affine else np.ones(m.num_features)
                 beta = m.bias.detach().double().numpy() if m.affine else np.zeros(m.num_features)
-                nodes.append(BatchNorm(name=f"bn{dense_count - 1}", position=pos, gamma=gamma, beta=beta,
+                nodes.append(BatchNorm(name=f"bn{layer_count - 1}", position=pos, gamma=gamma, beta=beta,
                                        mean=m.running_mean.detach().double().numpy(),
                                        var=m.running_var.detach().double().numpy(), eps=float(m.eps)))
             state = "after_bn"
         elif k == "act":
-            if state not in ("after_dense", "after_bn"):
-                problems.append((pos, "BinaryAct must follow a BinaryLinear (optionally with BatchNorm1d)"))
-            nodes.append(Sign(name=f"sign{dense_count - 1}", position=pos))
+            if state not in ("after_dense", "after_bn", "after_conv"):
+                problems.append((pos, "BinaryAct must follow a BinaryLinear or BinaryConv2d (optionally with its "
+                                      "BatchNorm)"))
+            nodes.append(Sign(name=f"sign{layer_count - 1}", position=pos))
             state = "after_act"
-    if dense_count == 0:
+    if layer_count == 0 and not problems:
         problems.append((None, "the model has no BinaryLinear layer"))
-    elif state == "after_act":
+    elif image is not None and not problems:
+        problems.append((len(modules) - 1, "the network ends in a convolution block; add nn.Flatten() and a "
+                                            "BinaryLinear that gives class scores"))
+    elif state in ("after_act", "after_pool_act"):
         problems.append((len(modules) - 1, "the last layer is a BinaryAct, but the network must end with a "
                                             "BinaryLinear (optionally with BatchNorm1d) that gives class scores"))
     if problems:
         raise UnsupportedModelError(problems, hint=f"bnn2hw compiles {SUPPORTED_SHAPE}")
-    bits = modules[0].bits
     return validate(Graph(input=InputSpec(shape=input_shape, bits=bits), nodes=tuple(nodes)))
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value), int(value))
+
+
+def _pad_code(pad_value: float, first_layer: bool, bits: int) -> int:
+    """The code hardware inserts for a padded tap: a 0/1 bit, or on the first layer the raw pixel whose
+    normalized value is the pad value (0 for -1, 2**bits - 1 for +1). Zero padding has none (reported)."""
+    if pad_value == 0.0:
+        return 0
+    if first_layer:
+        return 0 if pad_value < 0 else (1 << bits) - 1
+    return 0 if pad_value < 0 else 1

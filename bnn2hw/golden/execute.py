@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputDataError
-from ..ir import PIXELS, Graph, ScoresDense, ThresholdDense
+from ..ir import PIXELS, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
 from .packing import pack_bits
 
-__all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators"]
+__all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators", "node_outputs",
+           "channel_last"]
 
 _CHUNK = 4096   # samples per block: bounds the (n, out) popcount intermediates
 
@@ -43,6 +44,8 @@ def check_inputs(graph: Graph, x) -> np.ndarray:
                              "save them as an integer (or integral float) numpy array")
     if x.ndim == len(shape):
         x = x[None]
+    if len(shape) > 1 and x.ndim == 2 and x.shape[1] == graph.input.size:
+        x = x.reshape((len(x),) + tuple(shape))      # already flattened, in the model's (C, H, W) order
     if tuple(x.shape[1:]) != tuple(shape):
         raise InputDataError(f"inputs have shape {tuple(x.shape)}, but the model takes (n, {', '.join(map(str, shape))})"
                              f"; reshape them to (n, {', '.join(map(str, shape))})")
@@ -92,22 +95,46 @@ def raw_scores(node: ScoresDense, acc: np.ndarray) -> np.ndarray:
     return acc if node.input_kind == PIXELS else 2 * acc - node.in_features
 
 
+def channel_last(graph: Graph, data: np.ndarray) -> np.ndarray:
+    """Flat samples in the model's (C, H, W) order → flat (H, W, C) raster order, the order convolutional
+    hardware streams pixels in; unchanged for models without convolutions."""
+    if not graph.has_convolutions:
+        return data
+    c, h, w = graph.input.shape
+    return np.ascontiguousarray(data.reshape(-1, c, h, w).transpose(0, 2, 3, 1)).reshape(len(data), -1)
+
+
+def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order."""
+    from .conv import conv_accumulators, pool_bits, windows
+    n = data.shape[0]
+    if isinstance(node, MaxPoolBits):
+        out = pool_bits(data.reshape((n,) + node.in_shape), node.kernel, node.stride, node.and_mask)
+        return None, out.reshape(n, -1)
+    if isinstance(node, ThresholdConv):
+        win = node.window
+        acc = conv_accumulators(node, windows(data.reshape((n,) + win.in_shape), win.kernel, win.stride,
+                                              win.padding, win.pad_code), in_bits)
+        return acc.reshape(n, -1), (acc >= node.thresholds[None, None, :]).astype(np.uint8).reshape(n, -1)
+    acc = layer_accumulators(node, data, in_bits)
+    if isinstance(node, ThresholdDense):
+        return acc, (acc >= node.thresholds[None, :]).astype(np.uint8)
+    raw = raw_scores(node, acc)
+    return acc, raw * node.scale[None, :] + node.offset[None, :] if node.has_affine else raw
+
+
 def run(graph: Graph, x, trace: bool = False) -> GoldenResult:
-    """Execute the folded graph on integer inputs ``x`` of shape (n, *input_shape)."""
+    """Execute the folded graph on integer inputs ``x`` of shape (n, *input_shape).
+
+    Convolutional layers trace their accumulators and outputs flattened in (H, W, C) raster order."""
     if not graph.is_folded:
         raise ValueError("the golden model runs folded graphs; run passes.fold_batchnorm first")
-    data = check_inputs(graph, x)
+    data = channel_last(graph, check_inputs(graph, x))
     traces = []
     in_bits = graph.input.bits
     for node in graph.nodes:
-        acc = layer_accumulators(node, data, in_bits)
-        if isinstance(node, ThresholdDense):
-            data = (acc >= node.thresholds[None, :]).astype(np.uint8)
-            out = data
-        else:
-            raw = raw_scores(node, acc)
-            out = raw * node.scale[None, :] + node.offset[None, :] if node.has_affine else raw
+        acc, data = node_outputs(node, data, in_bits)
         if trace:
-            traces.append(LayerTrace(node.name, acc, out))
-    scores = out.astype(np.int64)
+            traces.append(LayerTrace(node.name, data if acc is None else acc, data))
+    scores = data.astype(np.int64)
     return GoldenResult(scores=scores, classes=np.argmax(scores, axis=1).astype(np.int64), trace=tuple(traces))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .ops import BITS, PIXELS, BatchNorm, Dense, Folding, InputSpec, ScoresDense, ThresholdDense
+from .ops import (BITS, PIXELS, BatchNorm, Conv, Dense, Folding, InputSpec, MaxPool, MaxPoolBits, ScoresDense,
+                  ThresholdConv, ThresholdDense)
 
 __all__ = ["Graph", "validate"]
 
@@ -31,7 +32,11 @@ class Graph:
 
     @property
     def is_folded(self) -> bool:
-        return all(isinstance(n, (ThresholdDense, ScoresDense)) for n in self.nodes)
+        return all(isinstance(n, (ThresholdDense, ScoresDense, MaxPoolBits)) for n in self.nodes)
+
+    @property
+    def has_convolutions(self) -> bool:
+        return any(isinstance(n, (Conv, ThresholdConv, MaxPool, MaxPoolBits)) for n in self.nodes)
 
     @property
     def num_classes(self) -> int:
@@ -41,14 +46,27 @@ class Graph:
 def validate(graph: Graph) -> Graph:
     """Check shape and kind invariants; raise AssertionError naming the node on violation (a bnn2hw bug)."""
     width = graph.input.size
+    first_compute = next(i for i, n in enumerate(graph.nodes) if isinstance(n, (Dense, ThresholdDense, ScoresDense)))
     for i, node in enumerate(graph.nodes):
-        if isinstance(node, (Dense, ThresholdDense, ScoresDense)):
+        window = getattr(node, "window", None)
+        if window is not None:
+            h, w, c = window.in_shape
+            assert h * w * c == width, f"{node.name}: expects a {h}×{w}×{c} image, gets {width} values"
+            assert node.in_features == window.features, f"{node.name}: weights do not match its window"
+            width = window.out_hw[0] * window.out_hw[1] * node.out_features
+            channels = node.out_features
+        elif isinstance(node, (MaxPool, MaxPoolBits)):
+            h, w, c = node.in_shape
+            assert h * w * c == width, f"{node.name}: expects a {h}×{w}×{c} image, gets {width} values"
+            width = node.out_hw[0] * node.out_hw[1] * c
+        elif isinstance(node, (Dense, ThresholdDense, ScoresDense)):
             assert node.in_features == width, f"{node.name}: expects {node.in_features} inputs, gets {width}"
             width = node.out_features
+            channels = width
         elif isinstance(node, BatchNorm):
-            assert node.gamma.shape == (width,), f"{node.name}: {node.gamma.shape[0]} channels, expected {width}"
+            assert node.gamma.shape == (channels,), f"{node.name}: {node.gamma.shape[0]} channels, expected {channels}"
         if isinstance(node, (ThresholdDense, ScoresDense)):
-            expected = PIXELS if i == 0 else BITS
+            expected = PIXELS if i == first_compute else BITS
             assert node.input_kind == expected, f"{node.name}: input kind {node.input_kind}, expected {expected}"
         if isinstance(node, ScoresDense):
             assert i == len(graph.nodes) - 1, f"{node.name}: a scores layer must be last"

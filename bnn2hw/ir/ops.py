@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["InputSpec", "Dense", "BatchNorm", "Sign", "ThresholdDense", "ScoresDense", "Folding",
-           "PIXELS", "BITS", "accumulator_range"]
+           "PIXELS", "BITS", "accumulator_range", "Window", "Conv", "MaxPool", "ThresholdConv", "MaxPoolBits"]
 
 PIXELS = "pixels"   # input is unsigned multi-bit pixels, mapped to odd integers q = 2x - (2**bits - 1)
 BITS = "bits"       # input is a vector of binary activations
@@ -161,3 +161,76 @@ class Folding:
     """Parallelism of one layer: ``pe`` output channels and ``simd`` inputs per cycle."""
     pe: int
     simd: int
+
+
+# -- convolutions (issue 4: golden model only so far) -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Window:
+    """Sliding-window geometry over a channel-last image ``in_shape`` = (H, W, C).
+
+    A window is flattened in (ky, kx, c) order, c fastest; padded taps hold ``pad_code`` (a bit, or a raw
+    pixel on the first layer); output positions come in raster order (bnn2hw/golden/conv.py).
+    """
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    pad_code: int
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (h, w, _), (kh, kw), (sh, sw), (ph, pw) = self.in_shape, self.kernel, self.stride, self.padding
+        return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+    @property
+    def features(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.in_shape[2]
+
+
+@dataclass(frozen=True)
+class Conv(Dense):
+    """A binary convolution as trained: ``weight`` ±1 of shape (out, kh·kw·C) in window order."""
+    window: Window = None
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Max-pooling (no padding) of a channel-last image ``in_shape``; ``before_bn`` if it sits between a
+    convolution and its BatchNorm (then channels with γ < 0 pool with AND, spec §7.4)."""
+    name: str
+    position: int
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    before_bn: bool
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (h, w, _), (kh, kw), (sh, sw) = self.in_shape, self.kernel, self.stride
+        return (h - kh) // sh + 1, (w - kw) // sw + 1
+
+
+@dataclass(frozen=True)
+class ThresholdConv(ThresholdDense):
+    """A ``ThresholdDense`` applied to every window of ``window``: output (out_h, out_w, out) bits."""
+    window: Window = None
+
+
+@dataclass(frozen=True)
+class MaxPoolBits:
+    """Max-pooling of output bits: OR per window, AND for channels in ``and_mask``."""
+    name: str
+    position: int
+    in_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    and_mask: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "and_mask", _frozen_array(self.and_mask, bool))
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (h, w, _), (kh, kw), (sh, sw) = self.in_shape, self.kernel, self.stride
+        return (h - kh) // sh + 1, (w - kw) // sw + 1

@@ -19,8 +19,9 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import FoldingError, UnsupportedModelError
-from ..golden.execute import layer_accumulators, raw_scores
-from ..ir import BITS, PIXELS, accumulator_range, BatchNorm, Dense, Graph, ScoresDense, Sign, ThresholdDense, validate
+from ..golden.execute import channel_last, layer_accumulators, node_outputs, raw_scores
+from ..ir import (BITS, PIXELS, BatchNorm, Conv, Dense, Graph, MaxPool, MaxPoolBits, ScoresDense, Sign, ThresholdConv,
+                  ThresholdDense, accumulator_range, validate)
 
 __all__ = ["fold_batchnorm", "analytic_threshold", "accumulator_grid", "reference_bits"]
 
@@ -190,7 +191,7 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
     """
     groups, current = [], []
     for node in graph.nodes:
-        if isinstance(node, Dense) and current:
+        if isinstance(node, Dense) and current:  # Conv is a Dense too: every layer starts a group
             groups.append(current)
             current = []
         current.append(node)
@@ -203,15 +204,25 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
         has_sign = any(isinstance(n, Sign) for n in group)
         kind = PIXELS if i == 0 else BITS
         if has_sign:
-            folded.append(_fold_threshold(dense, bn, kind, bits))
+            node = _fold_threshold(dense, bn, kind, bits)
+            if isinstance(dense, Conv):
+                node = ThresholdConv(**{f: getattr(node, f) for f in node.__dataclass_fields__ if f != "window"},
+                                     window=dense.window)
+            folded.append(node)
+            for pool in (n for n in group if isinstance(n, MaxPool)):
+                # Before a BatchNorm with γ < 0 the channel's bits are non-increasing in the pooled
+                # value: max-pooling becomes AND (spec §7.4); everywhere else it is OR.
+                and_mask = node.flipped if pool.before_bn and bn is not None else np.zeros(dense.out_features, bool)
+                folded.append(MaxPoolBits(pool.name, pool.position, pool.in_shape, pool.kernel, pool.stride,
+                                          and_mask))
             continue
         rng = np.random.default_rng(seed)
         x = rng.integers(0, graph.input.max_value + 1, size=(2048, graph.input.size))
         if calibration is not None:
             x = np.concatenate([np.asarray(calibration).reshape(len(calibration), -1).astype(np.int64), x])
-        data = x
+        data = channel_last(graph, x)
         for node in folded:
-            data = (layer_accumulators(node, data, bits) >= node.thresholds[None, :]).astype(np.uint8)
+            data = node_outputs(node, data, bits)[1]
         probe = ScoresDense(name=dense.name, position=dense.position, input_kind=kind, in_bits=bits,
                             weight_bits=(dense.weight > 0).astype(np.uint8))
         raw = raw_scores(probe, layer_accumulators(probe, data, bits))
