@@ -63,9 +63,12 @@ def _layer_table(report: dict) -> Table:
     for layer in report["layers"]:
         const = layer.get("threshold_bits", layer.get("affine_bits", 0))
         kind = "pixels" if "pixels" in layer["input"] else "bits"
-        table.add_row(layer["name"] + (" (scores)" if layer["kind"] == "scores" else ""),
-                      f"{layer['in_features']}→{layer['out_features']}", kind, str(layer["pe"]),
-                      str(layer["simd"]), str(layer["cycles_per_frame"]), str(layer["weight_bits"]), str(const))
+        suffix = {"scores": " (scores)", "conv": f" (conv, {layer['positions']} windows)"}.get(layer["kind"], "")
+        table.add_row(layer["name"] + suffix, f"{layer['in_features']}→{layer['out_features']}", kind,
+                      str(layer["pe"]), str(layer["simd"]), str(layer["cycles_per_frame"]), str(layer["weight_bits"]),
+                      str(const))
+    for label, cycles in report["network"].get("stream_units", []):
+        table.add_row(label, "", "", "", "", str(cycles), "", "")
     return table
 
 
@@ -92,7 +95,9 @@ def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
     out.print(_layer_table(report))
     net = report["network"]
     out.print(f"network: {net['cycles_per_frame']} cycles/frame (bottleneck {net['bottleneck']}), "
-              f"latency {net['latency_cycles']} cycles, {net['frames_per_second']:,.0f} frames/s at "
+              + (f"latency {net['latency_cycles']} cycles, " if net["latency_cycles"] is not None else
+                 "latency measured by `bnn2hw simulate`, ")
+              + f"{net['frames_per_second']:,.0f} frames/s at "
               f"{net['clock_mhz']:g} MHz")
     out.print(f"wrote {out_dir}/verilog/bnn2hw_top.v, {out_dir}/report.json, {out_dir}/folding.json, "
               f"{out_dir}/verification/")
@@ -107,16 +112,16 @@ def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
 def predict_cmd(model, inputs, out_file, trace):
     """Run the bit-exact golden model on X.npy."""
     from . import golden
-    from .compiler import compile_model, load_inputs
+    from .compiler import fold_model, load_inputs
     if trace and out_file is None:
         raise Bnn2hwError("--trace needs --out Y.npz to write the per-layer arrays to")
     x = load_inputs(inputs)
-    compiled = compile_model(model, progress=_progress)
-    result = golden.run(compiled.graph, x, trace=trace)
+    _, graph = fold_model(model, progress=_progress)
+    result = golden.run(graph, x, trace=trace)
     if out_file is not None:
         layers = {f"{t.name}_{kind}": arr for t in result.trace for kind, arr in (("acc", t.acc), ("out", t.output))}
         _save_npz(out_file, scores=result.scores, classes=result.classes, **layers)
-    counts = np.bincount(result.classes, minlength=compiled.graph.num_classes)
+    counts = np.bincount(result.classes, minlength=graph.num_classes)
     out.print(f"predicted {len(result.classes)} inputs; class counts {counts.tolist()}"
               + (f"; wrote {out_file}" if out_file else ""))
 
@@ -144,8 +149,10 @@ def simulate_cmd(model, inputs, simulator, out_file, folding, labels, stress):
         _save_npz(out_file, scores=run.result.scores, classes=run.result.classes)
     line = f"{simulator}: {len(x)} frames, {run.mismatches} mismatches against the golden model"
     if run.cycles_per_frame is not None:
-        line += (f", {run.cycles_per_frame} cycles/frame measured (estimate {compiled.estimate.cycles_per_frame}), "
-                 f"latency {run.latency_cycles} cycles (estimate {compiled.estimate.latency_cycles})")
+        est = compiled.estimate
+        line += (f", {run.cycles_per_frame} cycles/frame measured (estimate {est.cycles_per_frame}), "
+                 f"latency {run.latency_cycles} cycles"
+                 + (f" (estimate {est.latency_cycles})" if est.latency_cycles is not None else ""))
     out.print(line)
     if y is not None:
         from .testing import torch_forward

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, golden
-from .codegen import build_network, constant_widths, layer_params
+from .codegen import build_network, constant_widths, layer_params, stage_bounds
 from .codegen.export import export_verilog
 from .errors import Bnn2hwError, InputDataError
 from .frontend import import_model
@@ -25,7 +25,7 @@ from .io import load
 from .ir import Graph, accumulator_range
 from .passes import NetworkEstimate, apply_folding, estimate, fold_batchnorm, load_folding_file
 
-__all__ = ["Compiled", "compile_model", "write_output_dir", "load_inputs", "DEFAULT_CLOCK_MHZ", "Progress"]
+__all__ = ["Compiled", "compile_model", "fold_model", "write_output_dir", "load_inputs", "DEFAULT_CLOCK_MHZ", "Progress"]
 
 DEFAULT_CLOCK_MHZ = 100.0
 _MARKER = "bnn2hw-output"
@@ -65,19 +65,26 @@ class _Steps:
         return result
 
 
-def compile_model(model_path: str | Path, *, folding_file: str | Path | None = None, calibration=None,
-                  clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: Progress = _quiet) -> Compiled:
-    """Load, check, fold and estimate a model; no files are written."""
+def fold_model(model_path: str | Path, *, calibration=None, progress: Progress = _quiet):
+    """Load, check and fold a model: (the torch model, the folded graph the golden model runs)."""
     steps = _Steps(progress)
     model = steps.run("load model", load, model_path)
     graph = steps.run("check layers and import", import_model, model, model.input_shape)
     if calibration is not None:
         calibration = golden.check_inputs(graph, calibration)
     graph = steps.run("fold BatchNorm into thresholds (exhaustive check)", fold_batchnorm, graph, calibration)
+    return model, graph
+
+
+def compile_model(model_path: str | Path, *, folding_file: str | Path | None = None, calibration=None,
+                  clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: Progress = _quiet) -> Compiled:
+    """Load, check, fold and estimate a model; no files are written."""
+    steps = _Steps(progress)
+    model, graph = fold_model(model_path, calibration=calibration, progress=progress)
     overrides = load_folding_file(folding_file) if folding_file is not None else None
     graph = steps.run("choose folding (PE, SIMD)", apply_folding, graph, overrides)
     params = tuple(layer_params(graph))
-    est = estimate(graph, clock_mhz, constant_widths(list(params), graph))
+    est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph))
     return Compiled(model_path=str(model_path), graph=graph, params=params, estimate=est, torch_model=model)
 
 
@@ -110,10 +117,11 @@ def report_dict(compiled: Compiled) -> dict:
             "name": layer.name, "kind": layer.kind, "in_features": layer.in_features,
             "out_features": layer.out_features, "input": layer.input, "pe": layer.pe, "simd": layer.simd,
             "neuron_folds": layer.neuron_folds, "synapse_folds": layer.synapse_folds,
-            "cycles_per_frame": layer.cycles_per_frame, "weight_bits": layer.weight_bits,
+            "positions": layer.positions, "cycles_per_frame": layer.cycles_per_frame,
+            "weight_bits": layer.weight_bits,
             "weight_rom_bits": layer.weight_rom_bits,
         }
-        if layer.kind == "threshold":
+        if layer.kind in ("threshold", "conv"):
             entry.update(threshold_bits=layer.constant_bits, threshold_width=p.threshold_width,
                          flipped_channels=int(node.flipped.sum()),
                          constant_channels=int(_constant_channels(node)),
@@ -128,7 +136,7 @@ def report_dict(compiled: Compiled) -> dict:
         "classes": compiled.graph.num_classes,
         "network": {"cycles_per_frame": est.cycles_per_frame, "latency_cycles": est.latency_cycles,
                     "clock_mhz": est.clock_mhz, "frames_per_second": est.frames_per_second,
-                    "bottleneck": est.bottleneck,
+                    "bottleneck": est.bottleneck, "stream_units": [list(s) for s in est.stream_units],
                     "weight_bits": sum(l.weight_bits for l in est.layers),
                     "threshold_bits": sum(l.constant_bits for l in est.layers)},
         "layers": layers,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 
-from ..hw import MVUParams, Network
-from ..ir import PIXELS, Graph, accumulator_range, ScoresDense, ThresholdDense
+from ..hw import CollectParams, ConvParams, MaxPoolParams, MVUParams, Network, WindowParams
+from ..ir import PIXELS, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense, accumulator_range
 from ..passes.pack import channel_rom, signed_width, weight_rom
 
-__all__ = ["layer_params", "build_network", "constant_widths"]
+__all__ = ["layer_params", "stage_params", "stage_bounds", "build_network", "constant_widths"]
 
 
 def _score_range(node: ScoresDense) -> tuple[int, int]:
@@ -52,5 +52,56 @@ def constant_widths(params: list[MVUParams], graph: Graph) -> dict[str, int]:
             for node, p in zip(graph.compute_nodes, params)}
 
 
+#: Line-buffer rows beyond each window unit's own need: the FIFO between two image stages. Without it
+#: the row bursts of a producer and the row reads of its consumer can interlock and cost throughput
+#: (2 of 30 random conv models ran 1.5 % and 4 % slower than their slowest stage); with one spare row
+#: every measured model runs at its estimate (tests/test_conv_hw.py). Correctness never needs it.
+DECOUPLING_ROWS = 1
+
+
+def window_params(node: ThresholdConv) -> WindowParams:
+    win = node.window
+    h, w, c = win.in_shape
+    return WindowParams(h, w, c, elem_bits=node.in_bits if node.input_kind == PIXELS else 1, kernel=win.kernel,
+                        stride=win.stride, padding=win.padding, pad_value=win.pad_code, extra_rows=DECOUPLING_ROWS)
+
+
+def stage_params(graph: Graph) -> list:
+    """The network's stages in stream order: convolutions (window + MVU), pools, the Flatten between
+    the image part and the dense part (a collect unit), and dense MVUs."""
+    mvus = iter(layer_params(graph))
+    stages, image = [], None        # image: (H, W, C) while the stream carries pixels
+    for node in graph.nodes:
+        if isinstance(node, ThresholdConv):
+            stages.append(ConvParams(window_params(node), next(mvus)))
+            image = node.window.out_hw + (node.out_features,)
+        elif isinstance(node, MaxPoolBits):
+            (k, _), (s, _) = node.kernel, node.stride
+            stages.append(MaxPoolParams(*node.in_shape, kernel=k, stride=s, extra_rows=DECOUPLING_ROWS,
+                                        and_mask=tuple(bool(b) for b in node.and_mask)))
+            image = node.out_hw + (node.in_shape[2],)
+        else:
+            if image is not None:
+                stages.append(CollectParams(pixels=image[0] * image[1], pixel_bits=image[2]))
+                image = None
+            stages.append(next(mvus))
+    return stages
+
+
+def stage_bounds(graph: Graph) -> list[tuple[str, int]]:
+    """(label, cycles per frame) of the stream units besides the MVUs: sliding windows, pools, the
+    Flatten collector; the initiation interval is at least each of these (passes/estimate.py)."""
+    labels, conv_names = [], iter(n.name for n in graph.nodes if isinstance(n, ThresholdConv))
+    pool_names = iter(n.name for n in graph.nodes if isinstance(n, MaxPoolBits))
+    for stage in stage_params(graph):
+        if isinstance(stage, ConvParams):
+            labels.append((f"{next(conv_names)} window", stage.window.cycles_per_frame))
+        elif isinstance(stage, MaxPoolParams):
+            labels.append((next(pool_names), stage.cycles_per_frame))
+        elif isinstance(stage, CollectParams):
+            labels.append(("flatten", stage.cycles_per_frame))
+    return labels
+
+
 def build_network(graph: Graph) -> Network:
-    return Network(layer_params(graph))
+    return Network(stage_params(graph))

@@ -28,15 +28,20 @@ def port_name(*path: str) -> str:
 
 def interface_description(network: Network, pixel_bits: int) -> dict:
     """Ports and payload layout of the exported top, as plain data (written as top.json)."""
-    last = network._layers[-1]
-    first = network._layers[0]
+    last = network.head
+    width = len(network.i.payload)
+    elements = width // pixel_bits
+    if network.input_beats == 1:
+        layout = "pixel k (unsigned) in bits [k*element_bits, (k+1)*element_bits); one frame per beat"
+    else:
+        layout = (f"one image pixel per beat, {network.input_beats} beats per frame in raster order (row by row); "
+                  "channel c (unsigned) in bits [c*element_bits, (c+1)*element_bits)")
     return {
         "top": TOP_NAME,
         "clock": "clk", "reset": "rst (synchronous, active high)",
         "input": {"valid": port_name("i", "valid"), "ready": port_name("i", "ready"),
-                  "payload": port_name("i", "payload"), "width": first.n_in * first.lane_bits,
-                  "elements": first.n_in, "element_bits": pixel_bits,
-                  "layout": "pixel k (unsigned) in bits [k*element_bits, (k+1)*element_bits)"},
+                  "payload": port_name("i", "payload"), "width": width, "elements": elements,
+                  "element_bits": pixel_bits, "beats_per_frame": network.input_beats, "layout": layout},
         "output": {"valid": port_name("o", "valid"), "ready": port_name("o", "ready"),
                    "payload": port_name("o", "payload"),
                    "width": last.n_out * last.score_width + last.class_width,

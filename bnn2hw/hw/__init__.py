@@ -1,5 +1,10 @@
 """Amaranth 0.5 hardware blocks; each module holds one concept."""
+from .collect import CollectParams, CollectUnit
+from .conv import ConvParams, ConvUnit
+from .maxpool import MaxPoolParams, MaxPoolUnit
 from .mvu import MatrixVectorUnit, MVUParams, scores_layout
 from .network import Network
+from .sliding_window import SlidingWindowUnit, WindowParams
 
-__all__ = ["MatrixVectorUnit", "MVUParams", "Network", "scores_layout"]
+__all__ = ["CollectParams", "CollectUnit", "ConvParams", "ConvUnit", "MatrixVectorUnit", "MaxPoolParams",
+           "MaxPoolUnit", "MVUParams", "Network", "SlidingWindowUnit", "WindowParams", "scores_layout"]

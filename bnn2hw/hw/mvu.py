@@ -91,6 +91,18 @@ class MVUParams:
     def class_width(self) -> int:
         return max(1, (self.n_out - 1).bit_length())
 
+    @property
+    def in_payload_bits(self) -> int:
+        return self.n_in * self.lane_bits
+
+    @property
+    def out_payload_bits(self) -> int:
+        return self.n_out * self.score_width + self.class_width if self.scores else self.n_out
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return self.cycles
+
 
 def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.StructLayout:
     """Payload of the last layer: ``scores`` (element 0 at the LSB) then ``cls``."""

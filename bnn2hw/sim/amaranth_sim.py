@@ -17,21 +17,29 @@ from amaranth.sim import Simulator
 
 from ..golden.packing import pack_fields
 from ..hw import Network
+from .cocotb_bench import gap_choices
 
-__all__ = ["SimResult", "run_network", "frame_word", "measured_timing"]
+__all__ = ["SimResult", "run_network", "frame_word", "frame_beats", "measured_timing"]
 
 
 @dataclass(frozen=True)
 class SimResult:
     scores: np.ndarray            # (n, classes) int64
     classes: np.ndarray           # (n,) int64
-    in_cycles: tuple[int, ...]    # cycle of each input handshake
+    in_cycles: tuple[int, ...]    # cycle of the first input handshake of each frame
     out_cycles: tuple[int, ...]   # cycle of each output handshake
 
 
 def frame_word(pixels, bits: int) -> int:
-    """One input frame (flat integer pixels) → the input payload, element 0 at the LSB."""
+    """One input beat (flat integer pixels) → the input payload, element 0 at the LSB."""
     return pack_fields(pixels, bits)
+
+
+def frame_beats(frame, bits: int, beats: int) -> list[int]:
+    """One input frame (flat, in stream order: (H, W, C) for convolutional networks) → its ``beats``
+    input payloads (the whole frame, or one pixel of every channel, per beat)."""
+    frame = np.asarray(frame).reshape(beats, -1)
+    return [pack_fields(beat, bits) for beat in frame]
 
 
 def measured_timing(result: SimResult) -> tuple[int, int]:
@@ -48,10 +56,11 @@ def measured_timing(result: SimResult) -> tuple[int, int]:
 def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_gaps: bool = False,
                 backpressure: bool = False, seed: int = 0, max_cycles: int | None = None,
                 vcd: str | None = None) -> SimResult:
-    """Simulate ``network`` on ``inputs`` (n, features) integer pixels; return outputs and handshake cycles."""
+    """Simulate ``network`` on ``inputs`` (n, features) integer pixels in stream order (channel-last for
+    convolutional networks); return outputs and handshake cycles. ``input_gaps`` idles before beats."""
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     n = len(inputs)
-    words = [frame_word(row, pixel_bits) for row in inputs]
+    frames = [frame_beats(row, pixel_bits, network.input_beats) for row in inputs]
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
     n_classes = len(network.o.payload.scores)
     in_cycles, out_cycles, scores, classes = [], [], [], []
@@ -69,18 +78,20 @@ def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_
     sim.add_clock(1e-8)
 
     async def producer(ctx):
-        for word in words:
-            if input_gaps:
-                for _ in range(rng_in.choice((0, 0, 1, 2, 5))):
-                    await ctx.tick()
-            ctx.set(network.i.payload, word)
-            ctx.set(network.i.valid, 1)
-            while True:
-                _, _, ready, now = await ctx.tick().sample(network.i.ready, cycle)
-                if ready:
-                    break
-            in_cycles.append(now)
-            ctx.set(network.i.valid, 0)
+        for beats in frames:
+            for k, word in enumerate(beats):
+                if input_gaps:
+                    for _ in range(rng_in.choice(gap_choices(len(beats)))):
+                        await ctx.tick()
+                ctx.set(network.i.payload, word)
+                ctx.set(network.i.valid, 1)
+                while True:
+                    _, _, ready, now = await ctx.tick().sample(network.i.ready, cycle)
+                    if ready:
+                        break
+                if k == 0:
+                    in_cycles.append(now)
+                ctx.set(network.i.valid, 0)
 
     async def consumer(ctx):
         while len(scores) < n:

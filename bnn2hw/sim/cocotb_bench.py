@@ -37,26 +37,34 @@ class _Progress:
                                  f"inputs, delivered {delivered}/{total} outputs): the design is stuck")
 
 
-async def _producer(dut, words, gaps: bool, rng: random.Random, progress: _Progress, in_cycles: list) -> None:
+def gap_choices(beats_per_frame: int) -> tuple[int, ...]:
+    """Idle cycles drawn before each input beat under ``input_gaps`` (the Amaranth harness draws the same)."""
+    return (0, 0, 1, 2, 5) if beats_per_frame == 1 else (0,) * 12 + (1, 3)
+
+
+async def _producer(dut, frames, gaps: bool, rng: random.Random, progress: _Progress, in_cycles: list) -> None:
     cycle = 0
-    for word in words:
-        for _ in range(rng.choice((0, 0, 1, 2, 5)) if gaps else 0):
-            dut.i__valid.value = 0
-            await RisingEdge(dut.clk)
+    for beats in frames:
+        choices = gap_choices(len(beats))
+        for k, word in enumerate(beats):
+            for _ in range(rng.choice(choices) if gaps else 0):
+                dut.i__valid.value = 0
+                await RisingEdge(dut.clk)
+                cycle += 1
+            dut.i__payload.value = word
+            dut.i__valid.value = 1
+            while True:
+                await ReadOnly()
+                fire = int(dut.i__ready.value)
+                await RisingEdge(dut.clk)
+                if fire:
+                    break
+                cycle += 1
+            if k == 0:
+                in_cycles.append(cycle)
+                progress.accepted += 1
+            progress.last = cycle
             cycle += 1
-        dut.i__payload.value = word
-        dut.i__valid.value = 1
-        while True:
-            await ReadOnly()
-            fire = int(dut.i__ready.value)
-            await RisingEdge(dut.clk)
-            if fire:
-                break
-            cycle += 1
-        in_cycles.append(cycle)
-        progress.last = cycle
-        progress.accepted += 1
-        cycle += 1
     dut.i__valid.value = 0
 
 
@@ -87,7 +95,8 @@ async def stream_frames(dut):
     with open(os.environ[PARAMS_ENV]) as f:
         p = json.load(f)
     inputs = np.load(p["inputs"])
-    words = [pack_fields(row, p["pixel_bits"]) for row in inputs]
+    beats = p["beats_per_frame"]
+    frames = [[pack_fields(beat, p["pixel_bits"]) for beat in row.reshape(beats, -1)] for row in inputs]
     progress = _Progress(p["max_idle_cycles"])
     in_cycles: list[int] = []
 
@@ -99,7 +108,7 @@ async def stream_frames(dut):
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
 
-    cocotb.start_soon(_producer(dut, words, p["input_gaps"], random.Random(p["seed"]), progress, in_cycles))
+    cocotb.start_soon(_producer(dut, frames, p["input_gaps"], random.Random(p["seed"]), progress, in_cycles))
     consumer = cocotb.start_soon(_consumer(dut, p, random.Random(p["seed"] + 1), progress))
     scores, cls, out_cycles = await consumer
     np.savez(p["results"], scores=np.array(scores, dtype=np.int64).reshape(len(scores), p["n_classes"]),

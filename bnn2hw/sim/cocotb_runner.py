@@ -26,7 +26,13 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _LOG_TAIL = 15
 # cocotb makes every internal signal of a Verilator model public, which keeps Verilator from optimising
 # them away and makes the C++ about 4x larger and slower to compile; the bench needs only the ports.
-_BUILD_ARGS = {"verilator": ["--no-public-flat-rw", "--public-depth", "1"]}
+#
+# Icarus: Yosys writes Verilog-2005 and starts every `always @*` block at time 0 through a `reg … = 0`
+# declaration, which Verilog-2005 runs as an assignment at time 0. cocotb compiles with -g2012, where
+# declaration initializers run before any process and so wake no block: a block whose inputs never
+# change then keeps its X (seen: a window unit's row counter stuck at X, the design hanging after two
+# frames). A later -g flag wins, so -g2005 restores the semantics the file was written for.
+_BUILD_ARGS = {"verilator": ["--no-public-flat-rw", "--public-depth", "1"], "icarus": ["-g2005"]}
 
 
 @contextlib.contextmanager
@@ -72,9 +78,10 @@ def _failure_messages(results_xml: Path) -> list[str]:
 
 def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: int, class_width: int, *,
             simulator: str, build_dir, input_gaps: bool = False, backpressure: bool = False, seed: int = 0,
-            top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000) -> SimResult:
-    """Simulate the Verilog top on ``inputs`` (n, features) integer pixels with ``simulator``
-    ("icarus" or "verilator"); return outputs and handshake cycles like :func:`run_network`.
+            top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000, beats_per_frame: int = 1) -> SimResult:
+    """Simulate the Verilog top on ``inputs`` (n, features) integer pixels in stream order with
+    ``simulator`` ("icarus" or "verilator"), each frame sent as ``beats_per_frame`` beats (one pixel each
+    for a convolutional network); return outputs and handshake cycles like :func:`run_network`.
 
     ``build_dir`` must not be shared between concurrent calls. The run fails with
     :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles.
@@ -94,7 +101,7 @@ def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: 
         "inputs": str(files["inputs.npy"]), "results": str(files["results.npz"]), "n": len(inputs),
         "pixel_bits": pixel_bits, "n_classes": n_classes, "score_width": score_width,
         "class_width": class_width, "input_gaps": input_gaps, "backpressure": backpressure, "seed": seed,
-        "max_idle_cycles": max_idle_cycles}))
+        "max_idle_cycles": max_idle_cycles, "beats_per_frame": beats_per_frame}))
 
     with _environment(env):
         runner = get_runner(simulator)

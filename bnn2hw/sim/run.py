@@ -25,6 +25,10 @@ class RunReport:
     latency_cycles: int | None
 
 
+def _slowest(est) -> int:
+    return max(est.cycles_per_frame, est.latency_cycles or 0)
+
+
 def simulate_compiled(compiled, x: np.ndarray, simulator: str = "verilator", *, build_dir: str | Path | None = None,
                       stress: bool = False, seed: int = 0) -> RunReport:
     """Run ``compiled`` (see compiler.compile_model) on integer inputs ``x`` in ``simulator``.
@@ -34,20 +38,22 @@ def simulate_compiled(compiled, x: np.ndarray, simulator: str = "verilator", *, 
     find_simulator(simulator)      # fail early, with install advice, before generating anything
     x = golden.check_inputs(compiled.graph, x)
     expected = golden.run(compiled.graph, x)
+    stream = golden.channel_last(compiled.graph, x)     # the order the input stream carries pixels in
+    network = compiled.network()
     if simulator == "amaranth":
-        result = run_network(compiled.network(), x, compiled.pixel_bits, input_gaps=stress, backpressure=stress, seed=seed)
+        result = run_network(network, stream, compiled.pixel_bits, input_gaps=stress, backpressure=stress, seed=seed)
     else:
         from ..codegen.export import export_verilog
         from .cocotb_runner import run_rtl
-        network = compiled.network()
-        last = compiled.params[-1]
+        last = network.head
         with tempfile.TemporaryDirectory(prefix="bnn2hw-sim-") as scratch:
             work = Path(build_dir) if build_dir is not None else Path(scratch)
             verilog = export_verilog(network, work / "verilog", compiled.pixel_bits)
-            result = run_rtl(verilog, x, compiled.pixel_bits, last.n_out, last.score_width, last.class_width,
+            result = run_rtl(verilog, stream, compiled.pixel_bits, last.n_out, last.score_width, last.class_width,
                              simulator=simulator, build_dir=work / f"sim_{simulator}",
                              input_gaps=stress, backpressure=stress, seed=seed,
-                             max_idle_cycles=4 * compiled.estimate.latency_cycles + 10_000)
+                             max_idle_cycles=4 * _slowest(compiled.estimate) + 100_000,
+                             beats_per_frame=network.input_beats)
     mismatches = int(np.sum(np.any(result.scores != expected.scores, axis=1) | (result.classes != expected.classes)))
     cpf = lat = None
     if not stress and len(x) >= 2:
