@@ -18,13 +18,13 @@ from .errors import Bnn2hwError, TrainingConfigError
 __all__ = ["train_cmd", "parse_hidden"]
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
+def parse_hidden(text: str, option: str = "--hidden") -> tuple[int, ...]:
     try:
         widths = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         widths = ()
     if not widths or any(w < 1 for w in widths):
-        raise TrainingConfigError(f"--hidden must be comma-separated positive layer widths such as 256,256, "
+        raise TrainingConfigError(f"{option} must be comma-separated positive layer widths such as 256,256, "
                                   f"not '{text}'")
     return widths
 
@@ -54,6 +54,9 @@ def _choice_help(text: str, choices) -> str:
               help="Directory holding the IDX files (MNIST, Fashion-MNIST) or CIFAR-10 binary batches.")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the digits train/test split.")
 @click.option("--hidden", default="256,256", show_default=True, help="Hidden layer widths, comma-separated.")
+@click.option("--conv", default="", show_default=False,
+              help="Convolution channels, comma-separated (e.g. 16,32): 3x3 blocks (pad value -1), each followed "
+                   "by BatchNorm, sign and a 2x2 max-pool, before the --hidden dense layers. Empty: an MLP.")
 @click.option("--net", default="bnn", show_default=True,
               help="bnn (binary weights and activations) or bwn (binary weights only; not compilable).")
 @click.option("--method", default="stompp", show_default=True,
@@ -105,17 +108,17 @@ def _choice_help(text: str, choices) -> str:
 @click.option("--log", "log_file", type=click.Path(path_type=Path), default=None,
               help="JSON training log (default: next to --out, <name>.train.json).")
 @click.option("--force", is_flag=True, help="Replace --out (and the log) if they exist.")
-def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epochs, batch_size, optimizer, lr,
+def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogate, epochs, batch_size, optimizer, lr,
               lr_schedule, logit_scale, seed, order, scope, spacing, ramp, window_start, window_end, overlap, priority,
               granularity, activation_masks, pairing, refresh_epochs, refresh_fraction, refresh_mode, bop_gamma,
               bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
-    """Train a binary MLP; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
+    """Train a binary MLP or CNN; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from . import save
     from .cli import err, out
-    from .train import BinarizationConfig, TrainConfig, load_training_data, train
+    from .train import BinarizationConfig, TrainConfig, build_cnn, load_training_data, train
 
     binarization = BinarizationConfig(
         method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,
@@ -139,8 +142,12 @@ def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epo
         except OSError as e:
             raise Bnn2hwError(f"cannot create the output directory '{path}' ({e.strerror}); choose another --out")
 
+    channels = parse_hidden(conv, "--conv") if conv else ()
     data = load_training_data(dataset, data_dir, split_seed)
-    err.print(f"[bold]training[/bold] {config.net.upper()} MLP {data.input_shape[0]}-"
+    model = build_cnn(data, channels, config.hidden, net) if channels else None
+    shape_text = (f"CNN {'x'.join(map(str, model.input_shape))}-conv{'-'.join(map(str, channels))}-"
+                  if channels else f"MLP {data.input_shape[0]}-")
+    err.print(f"[bold]training[/bold] {config.net.upper()} {shape_text}"
               f"{'-'.join(map(str, config.hidden))}-{data.num_classes} on {data.name} "
               f"({len(data.y_train)} train / {len(data.y_test)} test), method {method}, {optimizer}, "
               f"{epochs} epochs, seed {seed}")
@@ -164,17 +171,20 @@ def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epo
                               f"  frozen [{frozen}]", highlight=False)
             bar.update(task, description=f"epoch {min(entry['epoch'] + 1, epochs)}")
 
-        result = train(data, config, on_step=on_step, on_epoch=on_epoch)
+        result = train(data, config, on_step=on_step, on_epoch=on_epoch, model=model)
 
     metadata = {
         "name": out_file.stem,
         "dataset": data.description,
         "split_seed": split_seed,
-        "input_format": f"{data.input_shape[0]} integer pixels as {data.input_bits}-bit unsigned "
-                        f"(image {'x'.join(map(str, data.image_shape))}, flattened)",
+        "input_format": (f"{data.input_shape[0]} integer pixels as {data.input_bits}-bit unsigned "
+                         f"(image {'x'.join(map(str, data.image_shape))}, flattened)" if model is None else
+                         f"{'x'.join(map(str, model.input_shape))} (C, H, W) integer pixels as {data.input_bits}-bit "
+                         "unsigned"),
         "method": method,
         "net": net,
         "hidden": list(config.hidden),
+        "conv": list(channels),
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
@@ -188,7 +198,7 @@ def train_cmd(dataset, data_dir, split_seed, hidden, net, method, surrogate, epo
         "trained_with": command,
         "torch_version": str(torch.__version__),
     }
-    save(result.model, out_file, input_shape=data.input_shape, metadata=metadata)
+    save(result.model, out_file, input_shape=tuple(result.model.input_shape), metadata=metadata)
     log.update(final={"test_accuracy": result.test_accuracy, "test_correct": result.test_correct,
                       "test_samples": len(data.y_test), "train_accuracy": result.train_accuracy,
                       "seconds": result.seconds, "notes": result.notes})

@@ -11,9 +11,9 @@ from .kbop import KBop, bnn_init_scale
 from .masks import FrozenLatentGuard, grow_mask, soft_refresh
 from .quantize import SURROGATES, ClipId, clip_identity, stompp_q, surrogate_sign
 from .schedule import FreezeSchedule
-from .trainer import TrainConfig, TrainResult, build_mlp, deploy_accuracy, recalibrate_batchnorm, train
+from .trainer import TrainConfig, TrainResult, build_cnn, build_mlp, deploy_accuracy, recalibrate_batchnorm, train
 
 __all__ = ["BinarizationConfig", "Binarizer", "find_units", "Bop", "KBop", "bnn_init_scale", "DATASETS",
            "TrainingData", "load_training_data", "FrozenLatentGuard", "grow_mask", "soft_refresh", "SURROGATES",
            "ClipId", "clip_identity", "stompp_q", "surrogate_sign", "FreezeSchedule", "TrainConfig", "TrainResult",
-           "build_mlp", "deploy_accuracy", "recalibrate_batchnorm", "train"]
+           "build_cnn", "build_mlp", "deploy_accuracy", "recalibrate_batchnorm", "train"]

@@ -32,7 +32,7 @@ from .binarizer import BinarizationConfig, Binarizer
 from .bop import Bop
 from .data import TrainingData
 
-__all__ = ["TrainConfig", "TrainResult", "train", "build_mlp", "recalibrate_batchnorm", "deploy_accuracy",
+__all__ = ["TrainConfig", "TrainResult", "train", "build_mlp", "build_cnn", "image_chw", "recalibrate_batchnorm", "deploy_accuracy",
            "OPTIMIZERS", "NETS"]
 
 OPTIMIZERS = ("adam", "sgd", "bop", "kbop")
@@ -118,6 +118,39 @@ def build_mlp(data: TrainingData, hidden: tuple[int, ...], net: str = "bnn") -> 
         width = h
     layers.append(BinaryLinear(width, data.num_classes))
     return BinaryNet(*layers, input_shape=data.input_shape)
+
+
+def image_chw(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of a data set's image shape: (H, W) is one channel, (C, H, W) stays."""
+    return (1, *image_shape) if len(image_shape) == 2 else tuple(image_shape)
+
+
+def build_cnn(data: TrainingData, channels: tuple[int, ...], hidden: tuple[int, ...], net: str = "bnn",
+              kernel: int = 3) -> BinaryNet:
+    """InputQuant → (BinaryConv2d k×k, padding k//2 with pad value −1 → BatchNorm2d → BinaryAct →
+    MaxPool2d(2))* → Flatten → (BinaryLinear → BatchNorm1d → BinaryAct)* → BinaryLinear.
+
+    FINN CNV's block order (pool after the activation); a block whose image is already smaller than
+    2×2 skips the pool."""
+    if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
+        raise TrainingConfigError(f"convolution channels must be positive integers, not {list(channels)}")
+    act = (lambda: BinaryAct()) if net == "bnn" else (lambda: nn.Hardtanh())
+    c, h, w = image_chw(data.image_shape)
+    layers: list[nn.Module] = [InputQuant(data.input_bits)]
+    for out in channels:
+        layers += [BinaryConv2d(c, out, kernel, padding=kernel // 2), nn.BatchNorm2d(out), act()]
+        h, w = h + 2 * (kernel // 2) - kernel + 1, w + 2 * (kernel // 2) - kernel + 1
+        if min(h, w) >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    layers.append(nn.Flatten())
+    width = c * h * w
+    for n in hidden:
+        layers += [BinaryLinear(width, n), nn.BatchNorm1d(n), act()]
+        width = n
+    layers.append(BinaryLinear(width, data.num_classes))
+    return BinaryNet(*layers, input_shape=image_chw(data.image_shape))
 
 
 @torch.no_grad()
