@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-cnv clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python bench/golden_throughput.py
+
+bench-cnv: setup   # FINN's CNV W1A1 with FINN's folding: lint, Verilator, synth_ecp5 (tens of minutes)
+	$(BIN)/python bench/cnv_finn_folding.py --frames 3 --synth --json docs/cnv_w1a1.json
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -41,8 +41,10 @@ def test_golden_throughput_benchmark_runs(tmp_path):
     assert "ratio golden / torch fp32" in proc.stdout and (tmp_path / "b.json").is_file()
 
 
-def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path):
-    """`bnn2hw simulate models/digits_mlp.pt` on the whole test split: hardware accuracy == PyTorch's."""
+@pytest.mark.parametrize("model", ["digits_mlp.pt", "digits_cnn.pt"])
+def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
+    """`bnn2hw simulate models/<model>` on the whole test split: hardware accuracy == PyTorch's (the CNN
+    takes the flat 64-pixel rows as its (1, 8, 8) images)."""
     import re
 
     import numpy as np
@@ -59,7 +61,7 @@ def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path):
     split = load_digits_split()
     np.save(tmp_path / "x.npy", split.x_test)
     np.save(tmp_path / "y.npy", split.y_test)
-    result = CliRunner().invoke(cli, ["simulate", str(ROOT / "models" / "digits_mlp.pt"), "--inputs",
+    result = CliRunner().invoke(cli, ["simulate", str(ROOT / "models" / model), "--inputs",
                                       str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"),
                                       "--simulator", "verilator", "--out", str(tmp_path / "y.npz")])
     assert result.exit_code == 0, result.output
@@ -85,3 +87,22 @@ def test_depth_scaling_quick_mode_writes_its_artefacts(tmp_path):
     assert len(rows) == 2 and all(line.count("±") == len(arms) for line in rows)
     png = (tmp_path / "depth_scaling_quick.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_cnv_example_builds_finns_topology_for_finns_folding_file(tmp_path):
+    import json
+
+    import bnn2hw
+    from bnn2hw.frontend import import_model
+    proc = run_script(ROOT / "examples" / "cnv_w1a1.py", "--out", tmp_path / "cnv.pt")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    model = bnn2hw.load(tmp_path / "cnv.pt")
+    graph = import_model(model, model.input_shape)
+    layers = [(n.name, n.out_features, getattr(n, "window", None)) for n in graph.nodes if hasattr(n, "weight")]
+    assert [(name, out) for name, out, _ in layers] == [
+        ("conv0", 64), ("conv1", 64), ("conv2", 128), ("conv3", 128), ("conv4", 256), ("conv5", 256),
+        ("dense6", 512), ("dense7", 512), ("dense8", 10)]
+    assert [w.in_shape for _, _, w in layers[:6]] == [(32, 32, 3), (30, 30, 64), (14, 14, 64), (12, 12, 128),
+                                                       (5, 5, 128), (3, 3, 256)]
+    folding = json.loads((ROOT / "models" / "cnv_w1a1_folding.json").read_text())["layers"]
+    assert list(folding) == [name for name, _, _ in layers]
