@@ -16,11 +16,11 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, golden
-from .codegen import build_network, constant_widths, layer_params, stage_bounds
+from .codegen import constant_widths, layer_params, stage_bounds, stage_params
 from .codegen.export import export_verilog
 from .errors import Bnn2hwError, InputDataError
 from .frontend import import_model
-from .hw import MVUParams
+from .hw import MVUParams, Network
 from .io import load
 from .ir import Graph, accumulator_range
 from .passes import NetworkEstimate, apply_folding, estimate, fold_batchnorm, load_folding_file
@@ -42,7 +42,8 @@ class Compiled:
     """Everything a compile produces in memory."""
     model_path: str
     graph: Graph                     # folded, with PE/SIMD per layer
-    params: tuple[MVUParams, ...]
+    params: tuple[MVUParams, ...]    # one per compute layer, in graph order
+    stages: tuple                    # the hardware stages (codegen.stage_params), MVUs included
     estimate: NetworkEstimate
     torch_model: object              # the loaded BinaryNet, for reference runs
 
@@ -50,8 +51,8 @@ class Compiled:
     def pixel_bits(self) -> int:
         return self.graph.input.bits
 
-    def network(self):
-        return build_network(self.graph)
+    def network(self) -> Network:
+        return Network(list(self.stages))
 
 
 class _Steps:
@@ -84,8 +85,10 @@ def compile_model(model_path: str | Path, *, folding_file: str | Path | None = N
     overrides = load_folding_file(folding_file) if folding_file is not None else None
     graph = steps.run("choose folding (PE, SIMD)", apply_folding, graph, overrides)
     params = tuple(layer_params(graph))
-    est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph))
-    return Compiled(model_path=str(model_path), graph=graph, params=params, estimate=est, torch_model=model)
+    stages = tuple(stage_params(graph, list(params)))
+    est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph, list(stages)))
+    return Compiled(model_path=str(model_path), graph=graph, params=params, stages=stages, estimate=est,
+                    torch_model=model)
 
 
 def load_inputs(path: str | Path) -> np.ndarray:

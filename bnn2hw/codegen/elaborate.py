@@ -66,10 +66,11 @@ def window_params(node: ThresholdConv) -> WindowParams:
                         stride=win.stride, padding=win.padding, pad_value=win.pad_code, extra_rows=DECOUPLING_ROWS)
 
 
-def stage_params(graph: Graph) -> list:
+def stage_params(graph: Graph, mvus: list[MVUParams] | None = None) -> list:
     """The network's stages in stream order: convolutions (window + MVU), pools, the Flatten between
-    the image part and the dense part (a collect unit), and dense MVUs."""
-    mvus = iter(layer_params(graph))
+    the image part and the dense part (a collect unit), and dense MVUs (``mvus``: layer_params(graph)
+    if already built)."""
+    mvus = iter(layer_params(graph) if mvus is None else mvus)
     stages, image = [], None        # image: (H, W, C) while the stream carries pixels
     for node in graph.nodes:
         if isinstance(node, ThresholdConv):
@@ -88,12 +89,13 @@ def stage_params(graph: Graph) -> list:
     return stages
 
 
-def stage_bounds(graph: Graph) -> list[tuple[str, int]]:
+def stage_bounds(graph: Graph, stages: list | None = None) -> list[tuple[str, int]]:
     """(label, cycles per frame) of the stream units besides the MVUs: sliding windows, pools, the
-    Flatten collector; the initiation interval is at least each of these (passes/estimate.py)."""
+    Flatten collector; the initiation interval is at least each of these (passes/estimate.py).
+    ``stages``: stage_params(graph) if already built."""
     labels, conv_names = [], iter(n.name for n in graph.nodes if isinstance(n, ThresholdConv))
     pool_names = iter(n.name for n in graph.nodes if isinstance(n, MaxPoolBits))
-    for stage in stage_params(graph):
+    for stage in stage_params(graph) if stages is None else stages:
         if isinstance(stage, ConvParams):
             labels.append((f"{next(conv_names)} window", stage.window.cycles_per_frame))
         elif isinstance(stage, MaxPoolParams):
