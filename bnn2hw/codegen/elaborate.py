@@ -54,8 +54,8 @@ def constant_widths(params: list[MVUParams], graph: Graph) -> dict[str, int]:
 
 #: Line-buffer rows beyond each window unit's own need: the FIFO between two image stages. Without it
 #: the row bursts of a producer and the row reads of its consumer can interlock and cost throughput
-#: (2 of 30 random conv models ran 1.5 % and 4 % slower than their slowest stage); with one spare row
-#: every measured model runs at its estimate (tests/test_conv_hw.py). Correctness never needs it.
+#: (2 of 16 random conv models ran 1.5 % and 4 % slower than their slowest stage); with one spare row
+#: all 30 run at their estimate (bench/conv_timing.py, tests/test_conv_hw.py). Correctness never needs it.
 DECOUPLING_ROWS = 1
 
 
