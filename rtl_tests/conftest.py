@@ -49,7 +49,7 @@ class CompiledModel:
     def simulate(self, simulator: str, build_dir: Path, **kwargs) -> SimResult:
         head = layer_params(self.graph)[-1]
         return run_rtl(self.verilog, self.x, self.spec.input_bits, head.n_out, head.score_width, head.class_width,
-                       simulator=simulator, build_dir=build_dir, **kwargs)
+                       simulator=simulator, build_dir=build_dir, quick_build=True, **kwargs)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Convolutional networks in hardware (Amaranth's simulator): torch (eval, float64) == golden == simulation
-on 30 random conv models × 32 inputs, with random input gaps and output back-pressure on half of them;
+on 30 random conv models × 32 inputs, with random input gaps and output back-pressure on a third of them;
 free-running cycles per frame equal the estimate; the collect unit streams frames back to back."""
 
 import numpy as np
@@ -32,7 +32,7 @@ def test_random_conv_model_hardware_equals_golden_and_torch(seed):
     expected = golden.run(graph, x)
     reference = torch_forward(model, x)
     np.testing.assert_array_equal(expected.scores, reference)
-    stress = seed % 2 == 1
+    stress = seed % 3 == 1
     result = run_network(build_network(graph), golden.channel_last(graph, x), model[0].bits,
                          input_gaps=stress, backpressure=stress, seed=seed)
     np.testing.assert_array_equal(result.scores, expected.scores)

@@ -76,19 +76,30 @@ def _failure_messages(results_xml: Path) -> list[str]:
     return [node.get("message", "").strip() for node in root.iter() if node.tag in ("failure", "error")]
 
 
+def _unoptimized_make(env: dict[str, str]) -> dict[str, str]:
+    """Verilator's C++ at -O0: about 35 % less build time, for short simulations (the tests)."""
+    flags = env.get("MAKEFLAGS", os.environ.get("MAKEFLAGS", ""))
+    return {**env, "MAKEFLAGS": f"{flags}{'' if '--' in flags.split() else ' --'} OPT_FAST=-O0 OPT_SLOW=-O0 "
+                                "OPT_GLOBAL=-O0"}
+
+
 def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: int, class_width: int, *,
             simulator: str, build_dir, input_gaps: bool = False, backpressure: bool = False, seed: int = 0,
-            top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000, beats_per_frame: int = 1) -> SimResult:
+            top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000, beats_per_frame: int = 1,
+            quick_build: bool = False) -> SimResult:
     """Simulate the Verilog top on ``inputs`` (n, features) integer pixels in stream order with
     ``simulator`` ("icarus" or "verilator"), each frame sent as ``beats_per_frame`` beats (one pixel each
     for a convolutional network); return outputs and handshake cycles like :func:`run_network`.
 
+    ``quick_build`` compiles Verilator's model without C++ optimisation (faster to build, slower to run).
     ``build_dir`` must not be shared between concurrent calls. The run fails with
     :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles.
     """
     from cocotb_tools.runner import get_runner
 
     env = find_simulator(simulator)
+    if quick_build and simulator == "verilator":
+        env = _unoptimized_make(env)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
