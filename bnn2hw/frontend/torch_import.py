@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from ..golden.conv import pad_code
 from ..io import UnsupportedModule
 from ..ir import BatchNorm, Conv, Dense, Graph, InputSpec, MaxPool, Sign, Window, validate
 from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, hard_sign
@@ -30,10 +31,8 @@ _HINTS = {
     "Tanh": "use bnn2hw.nn.BinaryAct",
     "Sigmoid": "use bnn2hw.nn.BinaryAct",
     "Dropout": "remove it before saving (it does nothing in eval mode)",
-    "Conv2d": "use bnn2hw.nn.BinaryConv2d to train; the compiler does not take convolutions yet",
+    "Conv2d": "use bnn2hw.nn.BinaryConv2d (binary weights, pad value -1 by default)",
 }
-_CONV_LAYERS = ()
-_CONV_HINT = ""
 
 
 def _describe(module: nn.Module) -> tuple[str, str]:
@@ -46,7 +45,7 @@ def _describe(module: nn.Module) -> tuple[str, str]:
 
 def _unsupported(position: int, module: nn.Module) -> tuple[int, str]:
     short, text = _describe(module)
-    hint = _CONV_HINT if short in _CONV_LAYERS else _HINTS.get(short, f"supported layers are {SUPPORTED_SHAPE}")
+    hint = _HINTS.get(short, f"supported layers are {SUPPORTED_SHAPE}")
     return position, f"{text} is not supported ({hint})"
 
 
@@ -136,7 +135,7 @@ def import_model(model: nn.Module, input_shape) -> Graph:
                 problems.append((pos, "BinaryConv2d pads with 0, which one bit cannot represent exactly; retrain "
                                       "with pad_value=-1 (the default) or +1, or with padding=0"))
             window = Window((h, w, c), tuple(m.kernel_size), tuple(m.stride), tuple(m.padding),
-                            _pad_code(m.pad_value, first, bits))
+                            0 if m.pad_value == 0.0 else pad_code(m.pad_value, first, bits))
             oh, ow = window.out_hw
             if oh < 1 or ow < 1:
                 problems.append((pos, f"BinaryConv2d kernel {tuple(m.kernel_size)} does not fit the {h}×{w} image "
@@ -238,13 +237,3 @@ def import_model(model: nn.Module, input_shape) -> Graph:
 
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (int(value), int(value))
-
-
-def _pad_code(pad_value: float, first_layer: bool, bits: int) -> int:
-    """The code hardware inserts for a padded tap: a 0/1 bit, or on the first layer the raw pixel whose
-    normalized value is the pad value (0 for -1, 2**bits - 1 for +1). Zero padding has none (reported)."""
-    if pad_value == 0.0:
-        return 0
-    if first_layer:
-        return 0 if pad_value < 0 else (1 << bits) - 1
-    return 0 if pad_value < 0 else 1
