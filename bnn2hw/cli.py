@@ -6,6 +6,7 @@ stderr with exit code 1 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -52,8 +53,7 @@ def cli(ctx, debug):
 _model_arg = click.argument("model", type=click.Path(path_type=Path))
 _folding_opt = click.option("--folding", "folding", type=click.Path(path_type=Path), default=None,
                             help='JSON folding file overriding PE/SIMD per layer: {"dense0": {"pe": 4, "simd": 16}}.')
-_clock_opt = click.option("--clock-mhz", type=float, default=100.0, show_default=True,
-                          help="Clock used for the frames/s estimate.")
+_BOARD_NAMES = ("icebreaker", "ulx3s-12f", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f")   # bnn2hw.board.BOARDS
 
 
 def _layer_table(report: dict) -> Table:
@@ -75,23 +75,63 @@ def _layer_table(report: dict) -> Table:
 @cli.command("compile")
 @_model_arg
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: build/<model name>).")
+              help="Output directory (default: build/<model name>, or build/<model name>-<board>).")
+@click.option("--board", default=None, metavar="NAME",
+              help="Also build a bitstream for this board: " + ", ".join(_BOARD_NAMES) + ".")
 @_folding_opt
-@_clock_opt
+@click.option("--target-fps", type=float, default=None,
+              help="Choose PE/SIMD per layer for at least this many frames/s at the clock (fewest resources).")
+@click.option("--max-luts", type=int, default=None,
+              help="Choose the fastest PE/SIMD per layer whose estimated LUTs fit in N.")
+@click.option("--clock-mhz", type=float, default=None,
+              help="Design clock: 100 MHz for the estimate without --board; with --board the board's "
+                   "oscillator, and any other value adds a PLL.")
+@click.option("--family", type=click.Choice(["ice40", "ecp5", "xilinx"]), default=None,
+              help="FPGA family of the resource estimate (default: the board's, else xilinx).")
+@click.option("--baud", type=int, default=115_200, show_default=True, help="UART rate of the board top.")
 @click.option("--inputs", "inputs", type=click.Path(path_type=Path), default=None,
               help="X.npy for verification/ and last-layer calibration (default: 16 seeded random frames).")
-def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
-    """Compile MODEL.pt to Verilog, report.json and a verification input/output pair."""
-    from .compiler import compile_model, load_inputs, report_dict, write_output_dir
-    out_dir = out_dir or Path("build") / model.stem
+def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz, family, baud, inputs):
+    """Compile MODEL.pt to Verilog, report.json/.md and a verification input/output pair; with
+    --board, also to a bitstream with its synthesis and place-and-route logs."""
+    from .compiler import DEFAULT_CLOCK_MHZ, compile_model, load_inputs, report_dict, write_output_dir
+    board_obj = None
+    if board is not None:
+        from .board import get_board
+        board_obj = get_board(board)
+    out_dir = out_dir or Path("build") / (model.stem + (f"-{board_obj.name}" if board_obj else ""))
     x = load_inputs(inputs) if inputs is not None else None
-    err.print(f"[bold]compiling[/bold] {model}")
-    compiled = compile_model(model, folding_file=folding, calibration=x, clock_mhz=clock_mhz, progress=_progress)
+    clock = clock_mhz or (board_obj.clock_mhz if board_obj else DEFAULT_CLOCK_MHZ)
+    err.print(f"[bold]compiling[/bold] {model}" + (f" for {board_obj.description}" if board_obj else ""))
+    compiled = compile_model(model, folding_file=folding, calibration=x, clock_mhz=clock, progress=_progress,
+                             target_fps=target_fps, max_luts=max_luts, board=board_obj,
+                             family=family or (board_obj.family if board_obj else None))
+    note = compiled.folding_note or {}
+    for line in ([note["refolded"]] if "refolded" in note else []) + note.get("fit_warnings", []):
+        err.print(f"[yellow]note:[/yellow] {line}")
     if x is None:
         rng = np.random.default_rng(0)
         x = rng.integers(0, compiled.graph.input.max_value + 1, size=(16,) + compiled.graph.input.shape)
-    write_output_dir(compiled, out_dir, x, progress=_progress)
-    report = report_dict(compiled)
+    extra = None
+    status = None
+    if board_obj is not None:
+        from .board.flow import board_step
+        import tempfile
+        failed = Path(tempfile.gettempdir()) / f"bnn2hw-{model.stem}-{board_obj.name}-failed"
+        if err.is_terminal:      # a spinner with the running step; plain lines in logs and pipes
+            status = err.status("", spinner="dots")
+            status.start()
+            on_step = lambda step: status.update(f"{step} …")
+        else:
+            on_step = lambda step: err.print(f"[dim]  … {step}[/dim]")
+        extra = board_step(compiled, board_obj, clock_mhz=clock_mhz, baud=baud, verification_inputs=x,
+                           progress=_progress, on_step=on_step, failed_logs=failed)
+    try:
+        write_output_dir(compiled, out_dir, x, progress=_progress, extra=extra, folding_note=compiled.folding_note)
+    finally:
+        if status is not None:
+            status.stop()
+    report = json.loads((out_dir / "report.json").read_text())
     out.print(_layer_table(report))
     net = report["network"]
     out.print(f"network: {net['cycles_per_frame']} cycles/frame (bottleneck {net['bottleneck']}), "
@@ -99,8 +139,27 @@ def compile_cmd(model, out_dir, folding, clock_mhz, inputs):
                  "latency measured by `bnn2hw simulate`, ")
               + f"{net['frames_per_second']:,.0f} frames/s at "
               f"{net['clock_mhz']:g} MHz")
-    out.print(f"wrote {out_dir}/verilog/bnn2hw_top.v, {out_dir}/report.json, {out_dir}/folding.json, "
-              f"{out_dir}/verification/")
+    if report.get("board"):
+        out.print(_board_summary(report))
+        out.print(f"wrote {out_dir}/{report['board']['bitstream']}, {out_dir}/report.md, {out_dir}/report.png, "
+                  f"{out_dir}/report.json, {out_dir}/folding.json, {out_dir}/verilog/, {out_dir}/verification/")
+    else:
+        out.print(f"wrote {out_dir}/verilog/bnn2hw_top.v, {out_dir}/report.json, {out_dir}/report.md, "
+                  f"{out_dir}/folding.json, {out_dir}/verification/")
+
+
+def _board_summary(report: dict) -> str:
+    b, sim = report["board"], report["simulation"]
+    pnr, syn = b["place_and_route"], b["synthesis"]
+    util = pnr["utilisation"]
+    cells = {"ice40": ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_DSP"),
+             "ecp5": ("TRELLIS_COMB", "DP16KD", "MULT18X18D")}[b["family"]]
+    used = ", ".join(f"{name} {util[name][0]:,}/{util[name][1]:,}" for name in cells if name in util)
+    timing = "meets" if pnr["timing_passed"] else "MISSES"
+    return (f"{b['name']}: {syn['luts']:,} LUTs, {syn['ffs']:,} FFs, {syn['bram']:g} block RAMs (Yosys); "
+            f"{used} (nextpnr); Fmax {pnr['fmax_mhz']:.1f} MHz, {timing} {pnr['target_mhz']:g} MHz; "
+            f"measured {sim['cycles_per_frame']} cycles/frame, latency {sim['latency_cycles']} cycles → "
+            f"{b['frames_per_second']:,.0f} frames/s at {b['clock_mhz']:g} MHz")
 
 
 @cli.command("predict")
@@ -179,9 +238,11 @@ def _save_npz(path: Path, **arrays) -> None:
 # Commands on other topics live in their own modules; they import ``err``/``out`` from here.
 from .cli_train import train_cmd  # noqa: E402
 from .cli_diagnose import diagnose_cmd  # noqa: E402
+from .cli_run import run_cmd  # noqa: E402
 
 cli.add_command(train_cmd)
 cli.add_command(diagnose_cmd)
+cli.add_command(run_cmd)
 
 
 def main() -> None:

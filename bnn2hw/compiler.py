@@ -18,16 +18,20 @@ import numpy as np
 from . import __version__, golden
 from .codegen import constant_widths, layer_params, stage_bounds, stage_params
 from .codegen.export import export_verilog
-from .errors import Bnn2hwError, InputDataError
+from .errors import Bnn2hwError, FitError, FoldingError, InputDataError
 from .frontend import import_model
 from .hw import MVUParams, Network
+from .hw.target import target_for
 from .io import load
 from .ir import Graph, accumulator_range
+from .passes.folding import DEFAULT_LANE_BUDGET
 from .passes import NetworkEstimate, apply_folding, estimate, fold_batchnorm, load_folding_file
 
 __all__ = ["Compiled", "compile_model", "fold_model", "write_output_dir", "load_inputs", "DEFAULT_CLOCK_MHZ", "Progress"]
 
 DEFAULT_CLOCK_MHZ = 100.0
+#: FPGA family of the resource estimate when no board or family is given (LUT6, as FINN's numbers).
+DEFAULT_FAMILY = "xilinx"
 _MARKER = "bnn2hw-output"
 
 Progress = Callable[[str, float], None]
@@ -46,6 +50,8 @@ class Compiled:
     stages: tuple                    # the hardware stages (codegen.stage_params), MVUs included
     estimate: NetworkEstimate
     torch_model: object              # the loaded BinaryNet, for reference runs
+    folding_note: dict | None = None  # how the folding was chosen (target, budget, re-fold), for folding.json
+    resources: object = None         # passes.resources estimate for ``family``, when one was asked for
 
     @property
     def pixel_bits(self) -> int:
@@ -78,17 +84,69 @@ def fold_model(model_path: str | Path, *, calibration=None, progress: Progress =
 
 
 def compile_model(model_path: str | Path, *, folding_file: str | Path | None = None, calibration=None,
-                  clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: Progress = _quiet) -> Compiled:
-    """Load, check, fold and estimate a model; no files are written."""
+                  clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: Progress = _quiet, target_fps: float | None = None,
+                  max_luts: int | None = None, board=None, family: str | None = None) -> Compiled:
+    """Load, check, fold and estimate a model; no files are written.
+
+    The folding is the default (passes/folding.py), a folding file, the cheapest that reaches
+    ``target_fps`` at ``clock_mhz``, or the fastest within ``max_luts`` (passes/autofold.py); only one
+    of these may be asked for. With a ``board`` the design must fit it: the default folding is
+    re-folded to fit if it does not, a requested one stops here with a FitError.
+    """
+    from .passes import autofold, resources
+    chosen = [name for name, v in (("--folding", folding_file), ("--target-fps", target_fps),
+                                   ("--max-luts", max_luts)) if v is not None]
+    if len(chosen) > 1:
+        raise FoldingError(f"{' and '.join(chosen)} both choose the folding; give only one of them")
+    family = family or (board.family if board is not None else None)
     steps = _Steps(progress)
     model, graph = fold_model(model_path, calibration=calibration, progress=progress)
-    overrides = load_folding_file(folding_file) if folding_file is not None else None
-    graph = steps.run("choose folding (PE, SIMD)", apply_folding, graph, overrides)
-    params = tuple(layer_params(graph))
+    note = None
+    if folding_file is not None:
+        overrides = load_folding_file(folding_file)
+    elif target_fps is not None:
+        fold = steps.run("choose folding for the target frame rate", autofold.fold_for_fps, graph, target_fps,
+                         clock_mhz)
+        overrides = _as_overrides(fold)
+        note = {"target_fps": target_fps, "clock_mhz": clock_mhz}
+    elif max_luts is not None:
+        fold = steps.run("choose folding for the LUT budget", autofold.fold_for_budget, graph, max_luts,
+                         family or "xilinx")
+        overrides = _as_overrides(fold)
+        note = {"max_luts": max_luts, "family": family or "xilinx"}
+    else:
+        overrides = None
+    budget = board.lane_budget if board is not None else DEFAULT_LANE_BUDGET
+    graph = steps.run("choose folding (PE, SIMD)", apply_folding, graph, overrides, budget)
+    if board is not None:
+        from .board.build import capacity_for_network
+        capacity = capacity_for_network(board, graph)
+        try:
+            warnings = autofold.fit_check(graph, board.family, capacity, device=board.device)
+        except FitError:
+            if chosen:
+                raise
+            fold = steps.run(f"re-fold to fit the {board.device}", autofold.refold_to_fit, graph, board.family,
+                             capacity, device=board.device)
+            graph = apply_folding(graph, _as_overrides(fold))
+            warnings = autofold.fit_check(graph, board.family, capacity, device=board.device)
+            note = {"refolded": f"the default folding does not fit the {board.device}; re-folded to the fastest "
+                                "folding that does by the resource estimate (folding.json)"}
+        if warnings:
+            note = {**(note or {}), "fit_warnings": warnings}
+    # Units are shaped for the board's family (hw/target.py); without a board, the generic shape.
+    target = target_for(board.family) if board is not None else None
+    params = tuple(layer_params(graph, target))
     stages = tuple(stage_params(graph, list(params)))
-    est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph, list(stages)))
+    est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph, list(stages)),
+                   pipeline=params[0].pipeline)
+    res = resources.estimate_resources(graph, family or DEFAULT_FAMILY)
     return Compiled(model_path=str(model_path), graph=graph, params=params, stages=stages, estimate=est,
-                    torch_model=model)
+                    torch_model=model, folding_note=note, resources=res)
+
+
+def _as_overrides(fold: dict) -> dict:
+    return {name: {"pe": f.pe, "simd": f.simd} for name, f in fold.items()}
 
 
 def load_inputs(path: str | Path) -> np.ndarray:
@@ -132,7 +190,16 @@ def report_dict(compiled: Compiled) -> dict:
         else:
             entry.update(score_bits=p.score_width, affine=node.has_affine, affine_bits=layer.constant_bits,
                          frac_bits=node.frac_bits)
+        if compiled.resources is not None:
+            entry["resources"] = _unit_resources(compiled.resources, layer.name, f"{layer.name} window")
         layers.append(entry)
+    extra = {}
+    if compiled.resources is not None:
+        res = compiled.resources
+        extra["resources"] = {**res.totals_json(), "bram": res.bram_blocks,
+                              "stream_units": {label: _unit_resources(res, label)
+                                               for label, _ in est.stream_units if not label.endswith(" window")},
+                              "dsp_layers": [u.name for u in res.units if u.dsp]}
     return {
         "generator": _MARKER, "bnn2hw_version": __version__, "model": compiled.model_path,
         "input": {"shape": list(compiled.graph.input.shape), "bits": compiled.graph.input.bits},
@@ -143,7 +210,15 @@ def report_dict(compiled: Compiled) -> dict:
                     "weight_bits": sum(l.weight_bits for l in est.layers),
                     "threshold_bits": sum(l.constant_bits for l in est.layers)},
         "layers": layers,
+        **extra,
     }
+
+
+def _unit_resources(res, *names: str) -> dict:
+    """Estimated LUTs, FFs, block RAMs and DSPs of the units ``names`` together (those that exist)."""
+    units = [u for u in res.units if u.name in names]
+    return {"luts": round(sum(u.luts for u in units)), "ffs": sum(u.ffs for u in units),
+            "bram": sum(u.bram_blocks for u in units), "dsp": sum(u.dsp for u in units)}
 
 
 def _constant_channels(node) -> int:
@@ -154,6 +229,20 @@ def _constant_channels(node) -> int:
 
 def folding_dict(graph: Graph) -> dict:
     return {name: {"pe": f.pe, "simd": f.simd} for name, f in graph.folding}
+
+
+def folding_file_dict(graph: Graph, note: dict | None = None) -> dict:
+    """folding.json: the layers' PE and SIMD (what ``--folding`` reads back), and how they were chosen."""
+    if not note:
+        return folding_dict(graph)
+    return {"_comment": "PE and SIMD per layer; edit and pass back with --folding", **note,
+            "layers": folding_dict(graph)}
+
+
+def _write_reports(report: dict, directory: Path) -> None:
+    from .report import write_chart, write_markdown
+    write_chart(report, directory / "report.png")
+    write_markdown(report, directory / "report.md")
 
 
 def _prepare_target(out_dir: Path) -> None:
@@ -171,11 +260,14 @@ def _prepare_target(out_dir: Path) -> None:
 
 
 def write_output_dir(compiled: Compiled, out_dir: str | Path, verification_inputs: np.ndarray,
-                     progress: Progress = _quiet) -> Path:
+                     progress: Progress = _quiet, extra: Callable[[Path, dict], None] | None = None,
+                     folding_note: dict | None = None) -> Path:
     """Write verilog/, report.json, folding.json and verification/ into ``out_dir``, all or nothing.
 
     Everything is built in a temporary sibling directory and moved into place at the end, so a failure
     leaves no half-written output; an existing directory is only replaced if bnn2hw wrote it.
+    ``extra(directory, report)`` runs last, in the temporary directory, and may add files and report
+    entries (the board build does); ``folding_note`` is stored beside the layers in folding.json.
     """
     out_dir = Path(out_dir)
     _prepare_target(out_dir)
@@ -190,8 +282,14 @@ def write_output_dir(compiled: Compiled, out_dir: str | Path, verification_input
         (tmp / "verification").mkdir()
         np.save(tmp / "verification" / "input.npy", x.reshape((len(x),) + compiled.graph.input.shape))
         np.save(tmp / "verification" / "expected_output.npy", result.scores)
-        (tmp / "folding.json").write_text(json.dumps(folding_dict(compiled.graph), indent=2) + "\n")
-        (tmp / "report.json").write_text(json.dumps(report_dict(compiled), indent=2) + "\n")
+        (tmp / "folding.json").write_text(json.dumps(folding_file_dict(compiled.graph, folding_note), indent=2)
+                                          + "\n")
+        report = report_dict(compiled)
+        if extra is not None:
+            extra(tmp, report)
+        report["chart"] = "report.png"
+        steps.run("write report.md and report.png", _write_reports, report, tmp)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

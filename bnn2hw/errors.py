@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "Bnn2hwError", "ModelFileError", "UnsupportedModelError", "InputDataError", "FoldingError",
-    "ToolNotFoundError", "SimulationError", "DatasetError", "TrainingConfigError",
+    "ToolNotFoundError", "ToolError", "SimulationError", "DatasetError", "TrainingConfigError",
 ]
 
 
@@ -47,6 +47,22 @@ class ToolNotFoundError(Bnn2hwError):
     """An external tool (simulator, synthesiser) is not installed or not on PATH."""
 
 
+class ToolError(Bnn2hwError):
+    """An external tool (Yosys, nextpnr, a bitstream packer) ran and failed.
+
+    The message names the tool and step and quotes the tool's own error lines; ``log`` is the path
+    of its full log when one was written, ``lines`` the quoted lines."""
+
+    def __init__(self, message: str, lines: list[str] | tuple[str, ...] = (), log: str | None = None):
+        self.lines = tuple(lines)
+        self.log = log
+        if self.lines:
+            message += ":\n" + "\n".join(f"  {line}" for line in self.lines)
+        if log:
+            message += f"\n(full log: {log})"
+        super().__init__(message)
+
+
 class SimulationError(Bnn2hwError):
     """A simulation run failed or produced no result."""
 
@@ -57,3 +73,25 @@ class DatasetError(Bnn2hwError):
 
 class TrainingConfigError(Bnn2hwError, ValueError):
     """A training option is out of range or names something that does not exist."""
+
+
+class BoardError(Bnn2hwError):
+    """A board on a serial port did not answer as the frame protocol says (docs/board_protocol.md):
+    no reply in time, a descriptor of another design, a wrong header byte, or a short reply; or a
+    board top cannot be built as asked (UART divisor below 4, baud rate more than 2 % off)."""
+
+
+__all__ += ["BoardError"]
+
+
+class FitError(Bnn2hwError):
+    """The design does not fit the device: ``resource`` (e.g. "luts", "bram_blocks"), the ``need`` of
+    the design and the device's ``capacity``; the message says what to change."""
+
+    def __init__(self, message: str, resource: str | None = None, need: float | None = None,
+                 capacity: float | None = None):
+        self.resource, self.need, self.capacity = resource, need, capacity
+        super().__init__(message)
+
+
+__all__ += ["FitError"]

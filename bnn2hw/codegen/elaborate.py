@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 from ..hw import CollectParams, ConvParams, MaxPoolParams, MVUParams, Network, WindowParams
+from ..hw.target import HardwareTarget, target_for
 from ..ir import PIXELS, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense, accumulator_range
 from ..passes.pack import channel_rom, signed_width, weight_rom
 
@@ -22,16 +23,23 @@ def _score_range(node: ScoresDense) -> tuple[int, int]:
     return min(min(ends), raw_lo), max(max(ends), raw_hi)
 
 
-def layer_params(graph: Graph) -> list[MVUParams]:
+def layer_params(graph: Graph, target: HardwareTarget | str | None = None) -> list[MVUParams]:
+    """One MVUParams per compute layer, in graph order. ``target`` (hw/target.py, a HardwareTarget or
+    its name; None: the generic shape) sets the popcount shape, pipeline stages and ROM styles; it
+    changes no result and no initiation interval (latency: ``MVUParams.latency_cycles``)."""
+    target = target_for(target)
     params = []
     for node in graph.compute_nodes:
         f = graph.folding_of(node.name)
+        nf, sf = -(-node.out_features // f.pe), -(-node.in_features // f.simd)
         common = dict(n_in=node.in_features, n_out=node.out_features, pe=f.pe, simd=f.simd,
                       pixel_bits=node.in_bits if node.input_kind == PIXELS else 0,
                       weight_rows=tuple(weight_rom(node.weight_bits, f.pe, f.simd)))
+        common.update(target.mvu_options(nf * sf * f.pe * f.simd, 0))     # constant ROMs: set below
         if isinstance(node, ThresholdDense):
             lo, hi = int(node.thresholds.min()), int(node.thresholds.max())
             tw = signed_width(min(lo, 0), max(hi, 1))
+            common["const_rom_style"] = target.rom_style(nf * f.pe * (tw + 1))
             params.append(MVUParams(**common, threshold_rows=tuple(channel_rom(node.thresholds, f.pe, tw)),
                                     threshold_width=tw))
         else:
@@ -41,8 +49,9 @@ def layer_params(graph: Graph) -> list[MVUParams]:
                 sw = signed_width(int(node.scale.min()), int(node.scale.max()))
                 ow = signed_width(int(node.offset.min()), int(node.offset.max()))
                 extra = dict(scale_rows=tuple(channel_rom(node.scale, f.pe, sw)), scale_width=sw,
-                             offset_rows=tuple(channel_rom(node.offset, f.pe, ow)), offset_width=ow)
-            params.append(MVUParams(**common, scores=True, score_width=signed_width(lo, hi), **extra))
+                             offset_rows=tuple(channel_rom(node.offset, f.pe, ow)), offset_width=ow,
+                             const_rom_style=target.rom_style(nf * f.pe * max(sw, ow)))
+            params.append(MVUParams(**{**common, **extra}, scores=True, score_width=signed_width(lo, hi)))
     return params
 
 
@@ -66,11 +75,12 @@ def window_params(node: ThresholdConv) -> WindowParams:
                         stride=win.stride, padding=win.padding, pad_value=win.pad_code, extra_rows=DECOUPLING_ROWS)
 
 
-def stage_params(graph: Graph, mvus: list[MVUParams] | None = None) -> list:
+def stage_params(graph: Graph, mvus: list[MVUParams] | None = None,
+                 target: HardwareTarget | str | None = None) -> list:
     """The network's stages in stream order: convolutions (window + MVU), pools, the Flatten between
-    the image part and the dense part (a collect unit), and dense MVUs (``mvus``: layer_params(graph)
-    if already built)."""
-    mvus = iter(layer_params(graph) if mvus is None else mvus)
+    the image part and the dense part (a collect unit), and dense MVUs (``mvus``: layer_params(graph,
+    target) if not already built)."""
+    mvus = iter(layer_params(graph, target) if mvus is None else mvus)
     stages, image = [], None        # image: (H, W, C) while the stream carries pixels
     for node in graph.nodes:
         if isinstance(node, ThresholdConv):
@@ -105,5 +115,6 @@ def stage_bounds(graph: Graph, stages: list | None = None) -> list[tuple[str, in
     return labels
 
 
-def build_network(graph: Graph) -> Network:
-    return Network(stage_params(graph))
+def build_network(graph: Graph, target: HardwareTarget | str | None = None) -> Network:
+    """The hardware of a folded graph; ``target``: see :func:`layer_params`."""
+    return Network(stage_params(graph, target=target))

@@ -4,14 +4,20 @@ One component serves every dense layer. It takes a whole input vector per stream
 PE output channels × SIMD inputs per cycle from a weight ROM, and emits the whole output vector as
 one beat: output bits (``Threshold``) or integer class scores plus their argmax (``Scores``).
 
-Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉):
-    * an input beat accepted in cycle t gives ``o.valid`` in cycle t + K + 2 (no stalls);
-    * initiation interval K cycles: two input buffers let the next frame load while one computes,
-      and the output register is refilled in the same cycle it is read.
+Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉, P = ``MVUParams.pipeline``):
+    * an input beat accepted in cycle t gives ``o.valid`` in cycle t + K + 2 + P (no stalls):
+      ROM read, P pipeline registers in the PE array, output register (``MVUParams.latency_cycles``);
+    * initiation interval K cycles for every P: two input buffers let the next frame load while one
+      computes, the pipeline takes a new word every cycle, and the output register is refilled in
+      the same cycle it is read.
 Resources:
-    * weight ROM NF·SF × PE·SIMD bits, threshold/affine ROM NF rows;
-    * 2 input buffers (in × pixel bits) and one result + one output register (out bits or scores);
-    * PE popcount (or signed adder) trees of SIMD inputs, PE accumulators and comparators.
+    * weight ROM NF·SF × PE·SIMD bits, threshold/affine ROM NF rows (``rom_style``: block RAM, LUT RAM
+      or logic, by the target);
+    * 2 input buffers (in × pixel bits), one result register ((NF − 1)·PE bits or scores) and one
+      output register (out bits or scores), P × (PE partial sums + control) pipeline flip-flops;
+    * PE popcount (or signed adder) trees of SIMD inputs shaped for the target's LUT size
+      (hw/pe_array.py) and PE accumulators. Threshold layers start each accumulator at −T (the ROM
+      holds −T), so the output bit is the accumulator's sign: no comparator.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from amaranth.lib.wiring import In, Out
 
 from .pe_array import PEArray, resize, tree_sum
 
-__all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_chain"]
+__all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_chain", "ROM_STYLES"]
+
+#: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
+#: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
+ROM_STYLES = ("", "block", "distributed", "logic")
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,14 @@ class MVUParams:
     offset_rows: tuple[int, ...] = ()
     scale_width: int = 0
     offset_width: int = 0
+    # ---- target shaping (hw/target.py); the defaults keep the generic behaviour ----
+    lut_inputs: int = 6                  # popcount tree for 6-input (Xilinx) or 4-input (iCE40, ECP5) LUTs
+    carry_adders: bool = False           # popcount as a carry-chain adder tree (iCE40)
+    pipeline: int = 0                    # register stages in the PE array (latency + pipeline, same II)
+    rom_style: str = ""                  # weight ROM: "" (synthesis decides), "block", "distributed", "logic"
+    const_rom_style: str = ""            # threshold / scale / offset ROMs, same choices
+    input_buffers: int = 2               # 2: the next vector loads while one computes; 1: the producer's
+                                         # output register holds it (same II, half the buffer registers)
 
     def __post_init__(self):
         """Parameters are checked here, before any hardware object exists."""
@@ -59,6 +77,15 @@ class MVUParams:
             raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
         if not p.scores and len(p.threshold_rows) != p.nf:
             raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
+        if p.input_buffers not in (1, 2):
+            raise ValueError(f"input_buffers must be 1 or 2, not {p.input_buffers!r}")
+        if p.lut_inputs not in (4, 5, 6):
+            raise ValueError(f"lut_inputs must be 4, 5 or 6, not {p.lut_inputs!r}")
+        if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 8:
+            raise ValueError(f"pipeline must be 0..8 register stages, not {p.pipeline!r}")
+        for name in ("rom_style", "const_rom_style"):
+            if getattr(p, name) not in ROM_STYLES:
+                raise ValueError(f"{name} must be one of {ROM_STYLES}, not {getattr(p, name)!r}")
 
     @property
     def nf(self) -> int:
@@ -103,6 +130,29 @@ class MVUParams:
     def cycles_per_frame(self) -> int:
         return self.cycles
 
+    @property
+    def pipeline_cycles(self) -> int:
+        """Cycles beyond the K compute cycles: ROM read + ``pipeline`` + output register."""
+        return 2 + self.pipeline
+
+    @property
+    def latency_cycles(self) -> int:
+        """From an input handshake to ``o.valid`` with no stalls."""
+        return self.cycles + self.pipeline_cycles
+
+    @property
+    def weight_rom_bits(self) -> int:
+        return self.cycles * self.pe * self.simd
+
+    @property
+    def const_rom_bits(self) -> int:
+        return self.nf * self.pe * (self.threshold_width + 1 + self.scale_width + self.offset_width)
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """Bits of the smallest two's complement type holding lo..hi."""
+    return 1 + max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0)
+
 
 def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.StructLayout:
     """Payload of the last layer: ``scores`` (element 0 at the LSB) then ``cls``."""
@@ -141,6 +191,18 @@ class MatrixVectorUnit(wiring.Component):
             "o": Out(stream.Signature(out_shape)),
         })
 
+    def _negated_thresholds(self) -> tuple[list[int], int, int, int]:
+        """The threshold ROM as −T rows (one more bit per field) and the range of −T."""
+        p = self._p
+        tw, ntw = p.threshold_width, p.threshold_width + 1
+        values = []
+        for row in p.threshold_rows:
+            fields = [(row >> (j * tw)) & ((1 << tw) - 1) for j in range(p.pe)]
+            values.append([-(f - (1 << tw) if f >> (tw - 1) else f) for f in fields])
+        rows = [sum((v & ((1 << ntw) - 1)) << (j * ntw) for j, v in enumerate(r)) for r in values]
+        flat = [v for r in values for v in r]
+        return rows, ntw, min(flat), max(flat)
+
     def elaborate(self, platform):
         p = self._p
         m = Module()
@@ -148,18 +210,33 @@ class MatrixVectorUnit(wiring.Component):
         word_w = p.simd * lane_w
         buf_w = p.sf * word_w
         lo, hi = p.acc_range
-        acc_shape = signed(max(lo.bit_length(), hi.bit_length()) + 2) if p.pixel_bits else unsigned(hi.bit_length())
+        if p.scores:
+            acc_shape = (signed(max(lo.bit_length(), hi.bit_length()) + 2) if p.pixel_bits
+                         else unsigned(hi.bit_length()))
+        else:
+            # the accumulator starts at −T: the output bit is acc ≥ 0, its sign
+            neg_rows, ntw, neg_lo, neg_hi = self._negated_thresholds()
+            acc_shape = signed(_signed_bits(min(lo, 0) + min(neg_lo, 0), max(hi, 0) + max(neg_hi, 0)))
+        attrs = lambda style: {"rom_style": style} if style else None
 
-        # ---- two input buffers: one loads while the other is read by the issue stage ----
-        bufs = [Signal(buf_w, name=f"in_buf{k}") for k in range(2)]
-        full = [Signal(name=f"in_full{k}") for k in range(2)]
+        # ---- input buffers: with two, one loads while the other is read by the issue stage; with one,
+        # the next vector loads in the cycle the last word of the current one is issued (its producer
+        # holds it until then, so its output register is the second buffer) ----
+        nbuf = p.input_buffers
+        bufs = [Signal(buf_w, name=f"in_buf{k}") for k in range(nbuf)]
+        full = [Signal(name=f"in_full{k}") for k in range(nbuf)]
         wr_sel, rd_sel = Signal(), Signal()
-        m.d.comb += self.i.ready.eq(~Mux(wr_sel, full[1], full[0]))
+        refill = Signal()           # single buffer: the current vector's last word is issued this cycle
+        if nbuf == 2:
+            m.d.comb += self.i.ready.eq(~Mux(wr_sel, full[1], full[0]))
+        else:
+            m.d.comb += self.i.ready.eq(~full[0] | refill)
         with m.If(self.i.valid & self.i.ready):
-            for k in range(2):
+            for k in range(nbuf):
                 with m.If(wr_sel == k):
                     m.d.sync += [bufs[k].eq(self.i.payload), full[k].eq(1)]
-            m.d.sync += wr_sel.eq(~wr_sel)
+            if nbuf == 2:
+                m.d.sync += wr_sel.eq(~wr_sel)
 
         # ---- global stall: only when a finished frame meets a full output register ----
         advance = Signal()
@@ -170,7 +247,7 @@ class MatrixVectorUnit(wiring.Component):
         sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
         nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
         addr = Signal(range(max(2, p.cycles)), name="addr")
-        frame_ready = Mux(rd_sel, full[1], full[0])
+        frame_ready = Mux(rd_sel, full[1], full[0]) if nbuf == 2 else full[0]
         issue = Signal()
         m.d.comb += issue.eq(advance & frame_ready)
         last_sf = sf_ctr == p.sf - 1
@@ -181,85 +258,109 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(last_sf):
                 m.d.sync += nf_ctr.eq(Mux(nf_ctr == p.nf - 1, 0, nf_ctr + 1))
             with m.If(last_beat):
-                for k in range(2):
-                    with m.If(rd_sel == k):
-                        m.d.sync += full[k].eq(0)
-                m.d.sync += rd_sel.eq(~rd_sel)
+                if nbuf == 2:
+                    for k in range(2):
+                        with m.If(rd_sel == k):
+                            m.d.sync += full[k].eq(0)
+                    m.d.sync += rd_sel.eq(~rd_sel)
+                else:
+                    m.d.comb += refill.eq(1)
+                    with m.If(~(self.i.valid & self.i.ready)):     # else refilled in this same cycle
+                        m.d.sync += full[0].eq(0)
 
         # ROMs get at least two rows: a one-row memory has a zero-width address, which exports as an
         # illegal `wire [-1:0]` range. The extra row is never addressed.
         rom_rows = lambda rows: list(rows) + [0] * (2 - len(rows)) if len(rows) < 2 else list(rows)
         m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd), depth=max(2, p.cycles),
-                                             init=rom_rows(p.weight_rows))
+                                             init=rom_rows(p.weight_rows), attrs=attrs(p.rom_style))
         w_rd = wrom.read_port(domain="sync")
         m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(advance)]
-        chan_ports = {}
-        for name, rows, width in (("thresholds", p.threshold_rows, p.threshold_width * p.pe),
-                                  ("scales", p.scale_rows, p.scale_width * p.pe),
-                                  ("offsets", p.offset_rows, p.offset_width * p.pe)):
-            if rows:
-                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf), init=rom_rows(rows))
-                port = rom.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(nf_ctr), port.en.eq(advance)]
-                chan_ports[name] = port
 
         # ---- stage 1: ROM data is here; registered copies of the issue-stage control ----
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
         s1_nf = Signal(range(max(2, p.nf)))
         s1_sf = Signal(range(max(2, p.sf)))
         s1_x = Signal(word_w)
-        cur_buf = Mux(rd_sel, bufs[1], bufs[0])
+        cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf),
                          s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_w))]
 
+        # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
+        ctl = [(s1_valid, s1_first, s1_last, s1_nf)]
+        for k in range(1, p.pipeline + 1):
+            regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first"), Signal(name=f"p{k}_last"),
+                    Signal(range(max(2, p.nf)), name=f"p{k}_nf"))
+            with m.If(advance):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
+            ctl.append(regs)
+        c_valid, c_first, c_last, c_nf = ctl[-1]
+
+        # Per-channel constant ROMs are read so that their data meets the last pipeline stage.
+        const_addr = nf_ctr if p.pipeline == 0 else ctl[-2][3]
+        chan_ports = {}
+        for name, rows, width in (("thresholds", () if p.scores else neg_rows, 0 if p.scores else ntw * p.pe),
+                                  ("scales", p.scale_rows, p.scale_width * p.pe),
+                                  ("offsets", p.offset_rows, p.offset_width * p.pe)):
+            if rows:
+                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf), init=rom_rows(rows),
+                                                  attrs=attrs(p.const_rom_style))
+                port = rom.read_port(domain="sync")
+                m.d.comb += [port.addr.eq(const_addr), port.en.eq(advance)]
+                chan_ports[name] = port
+
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
         acc_w = Shape.cast(acc_shape).width
-        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, acc_w)
-        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1)]
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
+                                                carry_adders=p.carry_adders, stages=p.pipeline)
+        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
+                     lanes.en.eq(advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc")
         acc_next_all = Signal(p.pe * acc_w, name="acc_next")
-        lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if p.pixel_bits
+        is_signed = p.pixel_bits or not p.scores
+        lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
                              else v[j * acc_w:(j + 1) * acc_w])
-        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(s1_first, 0, lane(acc_all, j)) + lane(lanes.partial, j),
-                                                 acc_w) for j in range(p.pe))))
-        with m.If(advance & s1_valid):
+        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if p.pixel_bits
+                             else lanes.partial[j * acc_w:(j + 1) * acc_w])
+        if p.scores:
+            start = lambda j: 0
+        else:
+            t_data = chan_ports["thresholds"].data
+            start = lambda j: t_data[j * ntw:(j + 1) * ntw].as_signed()
+        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(c_first, start(j), lane(acc_all, j)) + partial(j),
+                                                 acc_w, signed_value=bool(is_signed)) for j in range(p.pe))))
+        with m.If(advance & c_valid):
             m.d.sync += acc_all.eq(acc_next_all)
         acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
 
         # ---- per-neuron-fold results, collected until the frame is complete ----
         frame_done = Signal()
-        m.d.comb += frame_done.eq(s1_valid & s1_last & (s1_nf == p.nf - 1))
+        m.d.comb += frame_done.eq(c_valid & c_last & (c_nf == p.nf - 1))
         m.d.comb += advance.eq(~(frame_done & o_full & ~self.o.ready))
 
         if p.scores:
             lane_vals = self._scores(m, acc_next, chan_ports)
             field_w = p.score_width
         else:
-            t_data = chan_ports["thresholds"].data
-            lane_vals = [acc_next[j] >= t_data[j * p.threshold_width:(j + 1) * p.threshold_width].as_signed()
-                         for j in range(p.pe)]
+            lane_vals = [~acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
             field_w = 1
-        res_w = p.nf * p.pe * field_w
-        result = Signal(res_w, name="result")
-        result_next = Signal(res_w, name="result_next")
-        m.d.comb += result_next.eq(result)
         group_w = p.pe * field_w
-        with m.If(s1_last):
-            for k in range(p.nf):      # a decoder, not a variable-index write (lint-clean Verilog)
-                with m.If(s1_nf == k):
-                    m.d.comb += result_next[k * group_w:(k + 1) * group_w].eq(Cat(*lane_vals))
-        with m.If(advance & s1_valid & s1_last):
-            m.d.sync += result.eq(result_next)
+        # Groups 0 .. NF−2 wait here; the last group goes straight to the output register.
+        result = Signal(max(1, (p.nf - 1) * group_w), name="result")
+        for k in range(p.nf - 1):      # a decoder, not a variable-index write (lint-clean Verilog)
+            with m.If(advance & c_valid & c_last & (c_nf == k)):
+                m.d.sync += result[k * group_w:(k + 1) * group_w].eq(Cat(*lane_vals))
 
         # ---- output register ----
+        res_w = p.nf * group_w
         obuf = Signal(res_w, name="out_buf")
         m.d.comb += self.o.valid.eq(o_full)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += o_full.eq(0)
         with m.If(advance & frame_done):
-            m.d.sync += [obuf.eq(result_next), o_full.eq(1)]
+            done = Cat(result[:(p.nf - 1) * group_w], *lane_vals) if p.nf > 1 else Cat(*lane_vals)
+            m.d.sync += [obuf.eq(done), o_full.eq(1)]
         if p.scores:
             scores = [obuf[c * field_w:(c + 1) * field_w].as_signed() for c in range(p.n_out)]
             m.d.comb += [self.o.payload.scores[c].eq(scores[c]) for c in range(p.n_out)]

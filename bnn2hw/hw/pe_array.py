@@ -1,7 +1,24 @@
 """PE array: PE lanes of SIMD-wide XNOR-popcount (binary input) or ±pixel sums (multi-bit input).
 
-Purely combinational: ``partial`` follows ``x`` and ``w`` in the same cycle (latency 0).
-Resources: PE adder trees of SIMD inputs (log2(SIMD) levels); a pixel array shares one Σx tree.
+Latency: ``stages`` cycles (``MVUParams.pipeline``): 0 is combinational (``partial`` follows ``x`` and
+``w`` in the same cycle); with ``stages`` ≥ 1 the result is registered at the output, and every
+further stage is a register inside the trees (see :func:`cut_levels`). Every register loads only
+while ``en`` is 1, so a stalled MVU holds its whole pipeline; a new (x, w) pair is taken every
+cycle (initiation interval 1).
+
+Popcount shapes (binary input), chosen by the target (``MVUParams.lut_inputs`` / ``carry_adders``):
+
+* ``lut_inputs=6`` (Xilinx, the default): the XNOR is merged into the first level, one full adder
+  of three lanes per pair of 6-input LUTs (sum, carry), then 6:3 compressors (three 6-input LUTs,
+  one per output bit) and full adders column by column (a Wallace tree), then one carry-chain adder
+  of the last two rows. About 1.5–2 LUT6 per lane with Yosys' abc9 (docs/benchmarks.md).
+* ``lut_inputs=4`` (ECP5): XNOR merged into a half adder of two lanes per pair of 4-input LUTs, then
+  full adders (3-input LUTs) in a Wallace tree, then one carry-chain adder.
+* ``carry_adders=True`` (iCE40): XNOR bits summed by a balanced tree of carry-chain adders (one LUT4
+  and one SB_CARRY per sum bit), which iCE40's carry logic makes the smallest.
+
+Resources: PE such trees of SIMD lanes; a pixel array shares one Σx tree among its PEs, and
+``stages`` × (PE × partial width) flip-flops of pipeline registers, plus the tree-level registers.
 """
 
 from __future__ import annotations
@@ -10,16 +27,40 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PEArray", "tree_sum", "popcount", "resize", "POPCOUNT_CHUNK"]
+__all__ = ["PEArray", "tree_sum", "popcount", "resize", "POPCOUNT_CHUNK", "lut_table", "compressor_popcount",
+           "cut_levels"]
 
 
-def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage: int = 4):
+class _Stager:
+    """Pipeline registers at chosen tree levels: ``at(level, terms)`` registers the terms (loaded while
+    ``en``) when ``level`` is a cut, else returns them unchanged."""
+
+    def __init__(self, m: Module | None, en, cuts=()):
+        self.m, self.en, self.cuts = m, en, frozenset(cuts)
+
+    def at(self, level: int, terms: list, name: str) -> list:
+        if level not in self.cuts or self.m is None:
+            return terms
+        out = []
+        for i, t in enumerate(terms):
+            reg = Signal(t.shape(), name=f"{name}_p{level}_{i}")
+            with self.m.If(self.en):
+                self.m.d.sync += reg.eq(t)
+            out.append(reg)
+        return out
+
+
+_NO_STAGES = _Stager(None, None)
+
+
+def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage: int = 4, stager=None):
     """Balanced adder tree (log depth, widths grow by one bit per level).
 
     With a module ``m``, every ``levels_per_stage`` levels the partial sums are named combinational
     signals. That changes no logic, but keeps each expression small: Amaranth infers shapes by walking
-    whole expression trees, which would otherwise cost quadratic time on wide layers.
-    """
+    whole expression trees, which would otherwise cost quadratic time on wide layers. ``stager``
+    (internal) registers the sums after chosen levels (pipeline cuts)."""
+    stager = stager or _NO_STAGES
     terms = list(terms)
     level = 0
     while len(terms) > 1:
@@ -28,7 +69,9 @@ def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage
             nxt.append(terms[-1])
         terms = nxt
         level += 1
-        if m is not None and level % levels_per_stage == 0 and len(terms) > 1:
+        if level in stager.cuts:
+            terms = stager.at(level, terms, name)
+        elif m is not None and level % levels_per_stage == 0 and len(terms) > 1:
             named = []
             for i, t in enumerate(terms):
                 sig = Signal(t.shape(), name=f"{name}_l{level}_{i}")
@@ -36,6 +79,11 @@ def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage
                 named.append(sig)
             terms = named
     return terms[0]
+
+
+def tree_depth(n: int) -> int:
+    """Adder levels of :func:`tree_sum` over ``n`` terms."""
+    return max(0, (n - 1).bit_length())
 
 
 def resize(value, width: int, signed_value: bool = False):
@@ -68,29 +116,183 @@ def popcount(value, m: Module | None = None, name: str = "popcount", chunk: int 
     return tree_sum(counts, m, name)
 
 
+def lut_table(inputs: list, fn, width: int):
+    """A ``width``-bit function of up to six 1-bit ``inputs`` as one constant truth table indexed by them
+    (input 0 is the index LSB): one LUT per output bit after synthesis. ``fn(bits) -> int``."""
+    n = len(inputs)
+    table = 0
+    for idx in range(1 << n):
+        table |= (fn(tuple((idx >> k) & 1 for k in range(n))) & ((1 << width) - 1)) << (idx * width)
+    return Const(table, width << n).word_select(Cat(*inputs), width)
+
+
+def _xnor_count(bits) -> int:
+    """bits = (w0, x0, w1, x1, …): how many lanes have w == x."""
+    return sum(1 - (bits[2 * t] ^ bits[2 * t + 1]) for t in range(len(bits) // 2))
+
+
+def _compressor_levels(lanes: int, lut_inputs: int) -> int:
+    """Tree levels of :func:`compressor_popcount` before its final adder (first level included)."""
+    per = 3 if lut_inputs >= 6 else 2
+    heights = [0, 0]
+    heights[0] = lanes // per + (1 if lanes % per else 0)
+    heights[1] = lanes // per + (1 if lanes % per >= 2 else 0)
+    levels = 1
+    while max(heights) > 2:
+        heights = _reduce_heights(heights, lut_inputs)
+        levels += 1
+    return levels
+
+
+def _plan_column(n: int, lut_inputs: int) -> tuple[int, int]:
+    """(6:3 compressors, 3:2 full adders) for a column of ``n`` bits in one Wallace stage."""
+    big = n // 6 if lut_inputs >= 6 else 0
+    rest = n - 6 * big
+    return big, rest // 3
+
+
+def _reduce_heights(heights: list[int], lut_inputs: int) -> list[int]:
+    out = [0] * (len(heights) + 3)
+    for k, n in enumerate(heights):
+        big, fa = _plan_column(n, lut_inputs)
+        for b in range(3):
+            out[k + b] += big
+        out[k] += fa
+        out[k + 1] += fa
+        out[k] += n - 6 * big - 3 * fa
+    while out and out[-1] == 0:
+        out.pop()
+    return out
+
+
+def _bundle(m: Module, parts: list, name: str) -> list:
+    """Name a list of multi-bit values as one signal (one per tree level, which keeps Amaranth's
+    simulator fast: it evaluates one function per signal) and return it split back into parts."""
+    if not parts:
+        return []
+    sig = Signal(sum(len(v) for v in parts), name=name)
+    m.d.comb += sig.eq(Cat(*parts))
+    out, pos = [], 0
+    for v in parts:
+        out.append(sig[pos:pos + len(v)])
+        pos += len(v)
+    return out
+
+
+def compressor_popcount(w, x, m: Module, name: str, lut_inputs: int = 6, stager=None):
+    """popcount(XNOR(w, x)) as a LUT-shaped compressor tree (module docstring); ``stager`` places
+    pipeline registers after chosen levels (level 1 = the XNOR level)."""
+    stager = stager or _NO_STAGES
+    n = len(w)
+    per = 3 if lut_inputs >= 6 else 2
+    heap: list[list] = [[], []]
+    pieces = []
+    for i in range(0, n, per):
+        group = list(range(i, min(n, i + per)))
+        if len(group) == 1:
+            heap[0].append(~(w[group[0]] ^ x[group[0]]))
+        else:
+            pieces.append(lut_table([b for t in group for b in (w[t], x[t])], _xnor_count, 2))
+    for piece in _bundle(m, pieces, f"{name}_x"):
+        heap[0].append(piece[0])
+        heap[1].append(piece[1])
+    level = 1
+    heap = _stage_heap(stager, level, heap, name)
+    while max(len(col) for col in heap) > 2:
+        new: list[list] = [[] for _ in range(len(heap) + 3)]
+        parts, places = [], []          # compressor outputs of this level and the columns they feed
+        for k, col in enumerate(heap):
+            big, fa = _plan_column(len(col), lut_inputs)
+            i = 0
+            for _ in range(big):
+                parts.append(lut_table(col[i:i + 6], sum, 3))
+                places.append(k)
+                i += 6
+            for _ in range(fa):
+                parts.append(lut_table(col[i:i + 3], sum, 2))
+                places.append(k)
+                i += 3
+            new[k].extend(col[i:])
+        for k, part in zip(places, _bundle(m, parts, f"{name}_c{level}")):
+            for b in range(len(part)):
+                new[k + b].append(part[b])
+        while new and not new[-1]:
+            new.pop()
+        level += 1
+        heap = _stage_heap(stager, level, new, name)
+    rows = [Cat(*[col[r] if len(col) > r else Const(0, 1) for col in heap]) for r in range(2)]
+    return rows[0] + rows[1]
+
+
+def _stage_heap(stager, level: int, heap: list[list], name: str) -> list[list]:
+    if level not in stager.cuts:
+        return heap
+    flat = [b for col in heap for b in col]
+    regs = stager.at(level, [Cat(*flat)], name)[0]
+    out, pos = [], 0
+    for col in heap:
+        out.append([regs[pos + i] for i in range(len(col))])
+        pos += len(col)
+    return out
+
+
+def cut_levels(stages: int, levels: int) -> tuple[set[int], int]:
+    """Where a PE array with ``stages`` pipeline stages puts its registers, for trees of ``levels``
+    levels: (tree levels cut, registers left at the output). One stage is the output register; the
+    second goes after level 1 (the XNOR / first adder level, which also keeps synthesis from
+    restructuring across it); more are spread evenly over the remaining levels. Stages beyond the
+    levels stack at the output."""
+    if stages <= 0:
+        return set(), 0
+    internal = stages - 1
+    cuts: set[int] = set()
+    if internal and levels >= 2:
+        cuts.add(1)
+        rest = internal - 1
+        span = levels - 2                       # levels 2 .. levels-1 may still be cut
+        for k in range(1, rest + 1):
+            if span <= 0:
+                break
+            cuts.add(1 + max(1, round(k * (span + 1) / (rest + 1))))
+    return cuts, stages - len(cuts)
+
+
 class PEArray(wiring.Component):
     """Members: ``x`` (SIMD lanes of ``pixel_bits`` or 1 bit), ``w`` (PE × SIMD weight bits, PE-major),
-    ``last_word`` (the current word is the last of the vector: lanes past ``n_in`` are padding) and
-    ``partial`` (PE fields of ``field_width`` bits, two's complement for pixel inputs).
+    ``last_word`` (the current word is the last of the vector: lanes past ``n_in`` are padding),
+    ``en`` (pipeline registers load; only with ``stages`` ≥ 1) and ``partial`` (PE fields of
+    ``field_width`` bits, two's complement for pixel inputs), ``stages`` cycles after its inputs.
 
     Binary input: partial_j = popcount(XNOR(w_j, x)); padded lanes have w = 1, x = 0 and add 0.
     Pixel input: partial_j = Σ_k ±(2x_k - D) over valid lanes, computed as 4·P - 2·Q - D·(2·C - V) with
     P = Σ x_k where w_jk = 1, Q = Σ x_k (shared), C = #valid lanes with w_jk = 1, V = #valid lanes.
     """
 
-    def __init__(self, pe: int, simd: int, pixel_bits: int, tail: int, field_width: int):
+    def __init__(self, pe: int, simd: int, pixel_bits: int, tail: int, field_width: int, *,
+                 lut_inputs: int = 6, carry_adders: bool = False, stages: int = 0):
         self._pe, self._simd, self._pixel_bits, self._tail = pe, simd, pixel_bits, tail
         self._field_width = field_width
+        self._lut_inputs, self._carry_adders, self._stages = lut_inputs, carry_adders, stages
         super().__init__({
             "x": In(simd * (pixel_bits or 1)),
             "w": In(pe * simd),
             "last_word": In(1),
+            "en": In(1, init=1),
             "partial": Out(pe * field_width),
         })
+
+    @property
+    def levels(self) -> int:
+        """Tree levels before the output (where internal pipeline cuts may go)."""
+        if self._pixel_bits or self._carry_adders:
+            return tree_depth(self._simd)
+        return _compressor_levels(self._simd, self._lut_inputs)
 
     def elaborate(self, platform):
         m = Module()
         pe, simd, tail = self._pe, self._simd, self._tail
+        cuts, out_regs = cut_levels(self._stages, self.levels)
+        stager = _Stager(m, self.en, cuts)
         fields = []
         if self._pixel_bits:
             lw = self._pixel_bits
@@ -99,18 +301,34 @@ class PEArray(wiring.Component):
             valid = [Const(1) if k < tail else ~self.last_word for k in range(simd)]
             # Shared by every PE, so computed once into named signals.
             q_sum = Signal(range(simd * d + 1), name="q_sum")
-            m.d.comb += q_sum.eq(tree_sum(pixels, m, "q_sum"))   # padding lanes hold 0 in the input buffer
+            m.d.comb += q_sum.eq(tree_sum(pixels, m, "q_sum", stager=stager))   # padding lanes hold 0
             n_valid = Signal(range(simd + 1), name="n_valid")
             m.d.comb += n_valid.eq(Mux(self.last_word, tail, simd) if tail < simd else simd)
+            # n_valid meets the tree sums at the end: delay it by the cuts inside the trees
+            for level in sorted(cuts):
+                (n_valid,) = stager.at(level, [n_valid], "n_valid")
             for j in range(pe):
                 w = self.w[j * simd:(j + 1) * simd]
-                p_sum = tree_sum((Mux(w[k], pixels[k], 0) for k in range(simd)), m, f"p_sum{j}")
-                c_ones = popcount(w & Cat(*valid), m, f"c_ones{j}")
+                p_sum = tree_sum((Mux(w[k], pixels[k], 0) for k in range(simd)), m, f"p_sum{j}", stager=stager)
+                masked = w & Cat(*valid)
+                c_ones = (tree_sum([masked[k] for k in range(simd)], m, f"c_ones{j}", stager=stager) if cuts
+                          else popcount(masked, m, f"c_ones{j}"))
                 value = (4 * p_sum - 2 * q_sum - d * (2 * c_ones - n_valid)).as_signed()
                 fields.append(resize(value, self._field_width, signed_value=True))
         else:
             for j in range(pe):
                 w = self.w[j * simd:(j + 1) * simd]
-                fields.append(resize(popcount(~(w ^ self.x), m, f"popcount{j}"), self._field_width))
-        m.d.comb += self.partial.eq(Cat(*fields))
+                if self._carry_adders:
+                    xnor = ~(w ^ self.x)
+                    count = tree_sum([xnor[k] for k in range(simd)], m, f"popcount{j}", stager=stager)
+                else:
+                    count = compressor_popcount(w, self.x, m, f"popcount{j}", self._lut_inputs, stager)
+                fields.append(resize(count, self._field_width))
+        value = Cat(*fields)
+        for k in range(out_regs):
+            reg = Signal(len(value), name=f"partial_p{k}")
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            value = reg
+        m.d.comb += self.partial.eq(value)
         return m

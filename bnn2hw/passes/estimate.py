@@ -51,7 +51,7 @@ class NetworkEstimate:
         return asdict(self)
 
 
-def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=()) -> NetworkEstimate:
+def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=(), pipeline: int = 0) -> NetworkEstimate:
     """``widths`` maps layer name → bits of per-channel constants (threshold, or scale + offset) as built;
     ``stages`` are (label, cycles per frame) of the other stream units (codegen.stage_bounds), which
     bound the initiation interval too."""
@@ -75,7 +75,8 @@ def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=()) 
     for label, cycles in stages:
         if cycles > ii:
             ii, bottleneck = cycles, label
-    latency = None if graph.has_convolutions else sum(l.cycles_per_frame + MVU_PIPELINE_CYCLES for l in layers)
+    latency = None if graph.has_convolutions else sum(l.cycles_per_frame + MVU_PIPELINE_CYCLES + pipeline
+                                                               for l in layers)
     return NetworkEstimate(layers=tuple(layers), cycles_per_frame=ii, latency_cycles=latency,
                            clock_mhz=clock_mhz, frames_per_second=clock_mhz * 1e6 / ii, bottleneck=bottleneck,
                            stream_units=tuple(stages))

@@ -1,0 +1,91 @@
+"""LUTs per PE×SIMD lane of one matrix-vector unit, per hardware target and FPGA family.
+
+    python bench/mvu_lanes.py --n-in 832 --n-out 1024 --pe 32 --simd 64 --targets generic,xilinx-7 \\
+        --families xilinx [--pixel-bits 0] [--pnr] [--json out.json]
+
+Builds one binary-input threshold MVU (random weights and thresholds inside the popcount range,
+seeded), exports it as Verilog and synthesises it with Yosys (bnn2hw.synth). With ``--pnr`` it also
+places and routes it out of context (iCE40 UP5K / ECP5-85F) for Fmax. Prints one row per target and
+family: LUTs, LUTs per lane, FFs, carry cells, block RAM, LUT RAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from amaranth.back import verilog  # noqa: E402
+
+from bnn2hw.hw import MatrixVectorUnit, MVUParams, target_for  # noqa: E402
+from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
+
+PNR = {"ice40": ("up5k", "sg48"), "ecp5": ("85k", "CABGA381")}
+
+
+def random_mvu(n_in: int, n_out: int, pe: int, simd: int, target, pixel_bits: int = 0, seed: int = 0) -> MVUParams:
+    r = random.Random(seed)
+    nf, sf = -(-n_out // pe), -(-n_in // simd)
+    lo, hi = (-n_in * ((1 << pixel_bits) - 1), n_in * ((1 << pixel_bits) - 1)) if pixel_bits else (0, n_in)
+    tw = max((-lo).bit_length(), hi.bit_length()) + 1
+    thresholds = [[r.randint(lo, hi) for _ in range(pe)] for _ in range(nf)]
+    t_rows = tuple(sum((t & ((1 << tw) - 1)) << (j * tw) for j, t in enumerate(row)) for row in thresholds)
+    w_rows = tuple(r.getrandbits(pe * simd) for _ in range(nf * sf))
+    options = target.mvu_options(nf * sf * pe * simd, nf * pe * (tw + 1))
+    return MVUParams(n_in=n_in, n_out=n_out, pe=pe, simd=simd, pixel_bits=pixel_bits, weight_rows=w_rows,
+                     threshold_rows=t_rows, threshold_width=tw, **options)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-in", type=int, default=832)
+    ap.add_argument("--n-out", type=int, default=1024)
+    ap.add_argument("--pe", type=int, default=32)
+    ap.add_argument("--simd", type=int, default=64)
+    ap.add_argument("--pixel-bits", type=int, default=0)
+    ap.add_argument("--targets", default="generic")
+    ap.add_argument("--families", default="xilinx")
+    ap.add_argument("--pnr", action="store_true")
+    ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bnn2hw-mvu-") as scratch:
+        work = args.work or Path(scratch)
+        for tname in args.targets.split(","):
+            target = target_for(tname)
+            p = random_mvu(args.n_in, args.n_out, args.pe, args.simd, target, args.pixel_bits)
+            d = work / tname
+            d.mkdir(parents=True, exist_ok=True)
+            v = d / "bnn2hw_top.v"
+            v.write_text(verilog.convert(MatrixVectorUnit(p), name="bnn2hw_top", emit_src=False))
+            for fam in args.families.split(","):
+                pnr = args.pnr and fam in PNR
+                s = synthesize(v, fam, d / fam, write_json=pnr, ooc_wrapper=pnr)
+                r = s.resources
+                row = {"target": tname, "family": fam, "lanes": args.pe * args.simd, **r.to_json(),
+                       "luts_per_lane": round(r.luts / (args.pe * args.simd), 3), "synth_s": round(s.seconds)}
+                if pnr:
+                    dev, pkg = PNR[fam]
+                    pr = place_and_route(s.json_path, fam, dev, pkg, d / fam, freq_mhz=args.freq)
+                    row["fmax_mhz"] = pr.fmax
+                    row["utilisation"] = {k: v for k, v in pr.utilisation.items() if v[0]}
+                rows.append(row)
+                print(f"{tname:12s} {fam:7s} LUTs {r.luts:6d} ({row['luts_per_lane']:.2f}/lane)  FF {r.ffs:6d}  "
+                      f"carry {r.carry:4d}  BRAM {r.bram:5.1f}  LUTRAM {r.lutram:4d}  DSP {r.dsp}"
+                      + (f"  Fmax {row['fmax_mhz']:.1f} MHz" if "fmax_mhz" in row else "")
+                      + f"  ({row['synth_s']} s)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

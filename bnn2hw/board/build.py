@@ -1,0 +1,200 @@
+"""Board builds: the compiled network inside the UART board top, through Yosys, nextpnr and the
+bitstream packer, with amaranth-boards' pin and clock constraints.
+
+The tools are the YoWASP builds from PyPI unless the user's environment names others (``YOSYS``,
+``NEXTPNR_ICE40``, ``NEXTPNR_ECP5``, ``ICEPACK``, ``ECPPACK``; see bnn2hw.synth.tools). Everything the
+tools report is read back from their own logs: ``top.stat`` (Yosys ``stat`` of the netlist that is
+placed, synthesised with its hierarchy kept so that every layer is counted on its own) and ``top.tim``
+(nextpnr: utilisation, Fmax).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from amaranth.hdl import Elaboratable, Module
+
+from ..errors import Bnn2hwError, ToolError
+from ..synth.nextpnr import PnrResult, parse_nextpnr_log
+from ..synth.tools import tool_environment
+from ..synth.yosys import Resources, _stat_text_modules, parse_stat, tool_error_lines
+from .boards import Board
+from .pll import PLLClockDomain, PLLSettings, pll_settings
+
+__all__ = ["BoardBuild", "BoardDesign", "build_board", "DEFAULT_BAUD", "NAME"]
+
+#: Serial rate of the board top: every USB-UART bridge on the supported boards runs it.
+DEFAULT_BAUD = 115_200
+#: Base name of every file of the build (amaranth-boards' ``name``).
+NAME = "top"
+
+#: Build steps, each with the file that shows it has finished (the next tool's output or log).
+_STEPS = ("synthesis (yosys)", "place and route (nextpnr)", "bitstream (pack)")
+
+
+@dataclass(frozen=True)
+class BoardBuild:
+    """What a board build produced and what the tools reported about it."""
+    board: Board
+    directory: Path
+    bitstream: Path
+    clock_mhz: float                  # the design clock (board oscillator, or the PLL's achieved output)
+    pll: PLLSettings | None
+    baud: int
+    synthesis: Resources              # the whole placed design (Yosys stat)
+    modules: dict                     # hierarchical module name → Resources (hierarchy-preserving run)
+    pnr: PnrResult
+    seconds: dict                     # step → seconds
+
+
+class BoardDesign(Elaboratable):
+    """The board-level top: clock (board oscillator or PLL), the UART pins and the LEDs around
+    :class:`bnn2hw.hw.board_top.BoardTop`."""
+
+    def __init__(self, stages, board: Board, clock_mhz: float, pll: PLLSettings | None, baud: int):
+        from ..hw.board_top import BoardTop
+        self._board, self._pll = board, pll
+        last = stages[-1]
+        self.n_leds = min(board.n_leds, last.class_width)
+        self.top = BoardTop(list(stages), divisor=BoardTop.divisor_for(clock_mhz * 1e6, baud), n_leds=self.n_leds)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._pll is not None:
+            # SB_PLL40_PAD takes the raw pad; EHXPLLL a buffered input.
+            raw = self._board.family == "ice40"
+            clk = platform.request(platform.default_clk, dir="-" if raw else "i")
+            m.submodules.clocking = PLLClockDomain(self._pll, clk.io if raw else clk.i)
+        m.submodules.board_top = top = self.top
+        uart = platform.request("uart", 0)
+        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        for k in range(self.n_leds):
+            m.d.comb += platform.request("led", k).o.eq(top.leds[k])
+        return m
+
+
+#: What the board top adds to the network (UARTs, frame assembly register, reply shift register,
+#: LEDs, clock reset), measured with Yosys on the digits model's board builds (report.md's
+#: "UART bridge" line), plus one flip-flop per bit of the network's input beat for the assembly.
+BRIDGE_OVERHEAD = {"ice40": {"luts": 600, "ffs": 450}, "ecp5": {"luts": 600, "ffs": 450}}
+
+
+def capacity_for_network(board: Board, graph) -> dict:
+    """The board's capacity less what the board top around the network needs (for the fit check)."""
+    from ..passes.resources import device_capacity
+    cap = dict(device_capacity(board.device))
+    beat_bits = graph.input.bits * (graph.input.shape[0] if len(graph.input.shape) == 3 else   # (C, H, W)
+                                    int(np.prod(graph.input.shape)))
+    over = BRIDGE_OVERHEAD[board.family]
+    cap["luts"] -= over["luts"]
+    cap["ffs"] -= over["ffs"] + beat_bits
+    cap["name"] = f"{cap.get('name', board.device)} (less the board top's UART bridge)"
+    return cap
+
+
+def _overrides(board: Board) -> dict:
+    """Yosys options: keep the hierarchy (nextpnr places hierarchical netlists), so the per-layer
+    report and the placed design are the same netlist, and write ``stat`` to a file; iCE40 UP5K
+    multipliers (an affine score layer) go into its SB_MAC16 DSPs."""
+    return {"synth_opts": "-noflatten" + (" -dsp" if board.device.startswith("iCE40UP") else ""),
+            "script_after_synth": f"tee -q -o {NAME}.stat stat"}
+
+
+def _watch(directory: Path, board: Board, finished: threading.Event, on_step, progress, seconds: dict) -> None:
+    """Report each step as the file that ends it appears: nextpnr's log (synthesis is done), the
+    text bitstream nextpnr writes at its end (placement is done), then the end of the script."""
+    markers = [directory / f"{NAME}.tim", directory / f"{NAME}.{'asc' if board.family == 'ice40' else 'config'}",
+               None]
+    t0 = time.perf_counter()
+    for step, marker in zip(_STEPS, markers):
+        if on_step:
+            on_step(step)
+        while not finished.is_set() and not (marker is not None and marker.is_file()):
+            time.sleep(0.2)
+        if marker is not None and not marker.is_file():
+            return                      # the script ended (failed) during this step
+        now = time.perf_counter()
+        seconds[step] = round(now - t0, 1)
+        progress(step, now - t0)
+        t0 = now
+
+
+def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolError:
+    """The failed step and the tool's own error lines from its log; the build folder is copied to
+    ``keep`` so the full logs survive the (all-or-nothing) output directory."""
+    pnr_log = directory / f"{NAME}.tim"
+    pnr_text = pnr_log.read_text(errors="replace") if pnr_log.is_file() else ""
+    headline = None
+    if not pnr_log.is_file():
+        step, log = "synthesis (yosys)", directory / f"{NAME}.rpt"
+    elif tool_error_lines(pnr_text) or not (directory / f"{NAME}.{'asc' if board.family == 'ice40' else 'config'}").is_file():
+        step, log = f"place and route (nextpnr-{board.family})", pnr_log
+        timing = parse_nextpnr_log(pnr_text)
+        if timing.passed is False:
+            headline = (f"the {board.name} design misses timing: nextpnr-{board.family} reaches {timing.fmax:.1f} MHz, "
+                        f"below the {timing.target_mhz:g} MHz design clock; ask for a lower --clock-mhz")
+    else:
+        step, log = f"bitstream packing ({'icepack' if board.family == 'ice40' else 'ecppack'})", None
+    text = log.read_text(errors="replace") if log is not None and log.is_file() else ""
+    lines = tool_error_lines(text) or tool_error_lines(stderr) or (text or stderr).strip().splitlines()[-8:]
+    if keep.exists():
+        shutil.rmtree(keep)
+    shutil.copytree(directory, keep)
+    return ToolError(headline or f"{step} for {board.name} failed", lines or ["(the tool wrote no error lines)"],
+                     str(keep / log.name) if log is not None else str(keep))
+
+
+def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float | None = None,
+                baud: int = DEFAULT_BAUD, progress: Callable[[str, float], None] = lambda s, t: None,
+                on_step: Callable[[str], None] | None = None, failed_logs: str | Path | None = None) -> BoardBuild:
+    """Build the bitstream of ``stages`` (``Compiled.stages``) for ``board`` in ``directory``.
+
+    ``clock_mhz`` other than the board oscillator's adds a PLL. A tool failure raises
+    :class:`ToolError` with the tool's error lines; the build folder is then copied to
+    ``failed_logs`` (default: a sibling ``<directory>.failed``) so its logs survive.
+    """
+    directory = Path(directory)
+    clock = board.clock_mhz if clock_mhz is None else float(clock_mhz)
+    pll = None
+    if abs(clock - board.clock_mhz) > 1e-6:
+        pll = pll_settings(board.family, board.clock_mhz, clock)
+        if abs(pll.achieved_mhz - clock) / clock > 0.01:
+            raise Bnn2hwError(f"the {board.name} PLL cannot make {clock:g} MHz from its {board.clock_mhz:g} MHz "
+                              f"oscillator (nearest: {pll.achieved_mhz:g} MHz); ask for --clock-mhz "
+                              f"{pll.achieved_mhz:g}")
+        clock = pll.achieved_mhz
+    design = BoardDesign(stages, board, clock, pll, baud)
+    platform = board.platform()
+    env = {**os.environ, **{k: v for k, v in tool_environment().items() if not os.environ.get(k)}}
+    plan = platform.prepare(design, name=NAME, **_overrides(board))
+    directory.mkdir(parents=True, exist_ok=True)
+    plan.extract(directory)
+    seconds: dict = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(directory, board, done, on_step, progress, seconds), daemon=True)
+    watcher.start()
+    try:
+        subprocess.run(["sh", f"build_{NAME}.sh"], cwd=directory, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except subprocess.CalledProcessError as e:
+        done.set()
+        watcher.join()
+        raise _failure(directory, board, e.stderr or "", Path(failed_logs) if failed_logs else
+                       directory.with_name(directory.name + ".failed")) from None
+    done.set()
+    watcher.join()
+    bitstream = directory / f"{NAME}.{board.bitstream}"
+    stat = (directory / f"{NAME}.stat").read_text()
+    synthesis = parse_stat(stat, board.family)
+    modules = {name: parse_stat(stat, board.family, name) for name in _stat_text_modules(stat) if name != "__design__"}
+    pnr = parse_nextpnr_log((directory / f"{NAME}.tim").read_text(errors="replace"))
+    return BoardBuild(board=board, directory=directory, bitstream=bitstream, clock_mhz=clock, pll=pll, baud=baud,
+                      synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds)

@@ -1,0 +1,249 @@
+"""The board top: a network behind a UART, speaking the frame protocol of docs/board_protocol.md.
+
+```
+ rx ─► UARTReceiver ─► deserialiser ─► assembly register ─► Network ─► reply sender ─► UARTTransmitter ─► tx
+        (8N1)          header/info     = one input beat    (its last unit   shift register        (8N1)
+                       decoding            ▲                holds a result)  ▲ (reply or descriptor)
+                                           └─ frames outstanding ──► info ───┘   leds ◄─ class of the reply
+```
+
+* **Deserialiser.** Between frames it takes ``0xB1`` (a frame follows), ``0xB0`` (info request) and
+  ignores every other byte. In a frame each byte's low ``pixel_bits`` bits shift into the assembly
+  register (element 0 ends at the LSB); a full register is the network's input beat. Bytes wait in a
+  receive FIFO of one beat (plus slack) while the network's first unit has not taken the beat, so
+  that unit may take up to a frame time on the line to do so (a single-buffered unit takes it when
+  it has finished the vector before).
+* **Reply sender.** Finds the class of the result the network's last unit holds, one score per cycle
+  (classes − 1 cycles; lowest index on ties, as the network's argmax), then takes the result into a
+  shift register (``0xB2``, class, scores sign-extended to whole bytes, little-endian, class 0 first) and sets ``leds`` to its
+  class. An info request notes how many frames received before it are still unanswered and is
+  answered (the descriptor, a constant) as soon as those replies have started, ahead of any later
+  frame's: replies always come in request order. A second info request while one is pending is
+  merged with it.
+* **Throughput.** The UART bounds it: a frame every (pixel bytes + 1)·10·divisor cycles, a reply every
+  reply bytes·10·divisor cycles. As long as the network's initiation interval is below the first, no
+  byte is dropped with frames back to back. Replies queue in the network itself: the reply being
+  sent, the last unit's output register and its input buffers hold ``REPLY_QUEUE_FRAMES`` frames, so
+  a host that keeps at most that many frames unanswered never makes the receiver drop a byte.
+* **Latency.** The reply's start bit begins the network's latency + :func:`bridge_latency_cycles`
+  (classes + 7 or 8) cycles after the receiver samples the frame's last stop bit (receiver 2–3, FIFO 2,
+  deserialiser 1, class scan, sender 1, transmitter 1), when the transmitter is free; the RTL tests
+  measure it.
+* **Resources.** The network, a receive FIFO (elements per beat + 8 bytes, block RAM where the
+  synthesiser puts it), elements per beat · pixel_bits flip-flops of assembly register,
+  8 × max(reply, descriptor) bytes of shift register, the two UARTs (about 60 flip-flops) and a few
+  counters; on the iCE40 about 600 LUTs and 450 flip-flops besides the network for the digits model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..board_protocol import (FRAME_HEADER, INFO_REQUEST, REPLY_HEADER, REPLY_QUEUE_FRAMES, Descriptor)
+from ..errors import BoardError
+from .conv import ConvParams
+from .mvu import scores_layout
+from .network import Network
+from .uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter, check_divisor
+
+__all__ = ["BoardTop", "BOARD_TOP_NAME", "bridge_latency_cycles", "MAX_BAUD_ERROR", "export_board_verilog"]
+
+BOARD_TOP_NAME = "bnn2hw_board_top"
+def bridge_latency_cycles(classes: int) -> tuple[int, int]:
+    """Cycles the bridge adds to the network's latency, from the stop-bit sample of a frame's last byte
+    to the reply's start bit: receiver, deserialiser, the class scan, sender, transmitter (the range:
+    the receiver's synchroniser phase)."""
+    return 7 + classes, 8 + classes
+#: Largest relative difference between the baud rate asked for and clock / divisor.
+MAX_BAUD_ERROR = 0.02
+
+
+class BoardTop(wiring.Component):
+    """Members: ``rx`` (UART line in), ``tx`` (UART line out, idle high), ``leds`` (class of the last
+    reply, binary, LSB on ``leds[0]``; 0 until the first), ``overrun`` (sticky: the receiver dropped a
+    byte). ``stages``: the network's stage parameters (``Compiled.stages``); ``divisor``: clock cycles
+    per UART bit (:meth:`divisor_for`). See the module docstring for latency, throughput, resources."""
+
+    def __init__(self, stages, *, divisor: int, n_leds: int = 8):
+        self.divisor = check_divisor(divisor, self)
+        if isinstance(n_leds, bool) or not isinstance(n_leds, int) or n_leds < 1:
+            self._MustUse__silence = True
+            raise BoardError(f"n_leds must be a positive number of LED pins, not {n_leds!r}")
+        self.network = Network(list(stages))
+        first, head = self.network.stages[0], self.network.head
+        pixel_bits = self.network.pixel_bits
+        self.elements_per_beat = len(self.network.i.payload) // pixel_bits
+        self.beats_per_frame = self.network.input_beats
+        if head.n_out > 255:
+            self._MustUse__silence = True
+            raise BoardError(f"the network has {head.n_out} classes, but a reply's class byte and the descriptor "
+                             "carry at most 255; a board top needs a model with fewer classes")
+        channels = first.window.channels if isinstance(first, ConvParams) else 0
+        self.descriptor = Descriptor(pixel_bytes=self.elements_per_beat * self.beats_per_frame,
+                                     pixel_bits=pixel_bits, classes=head.n_out, score_bits=head.score_width,
+                                     channels=channels)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "leds": Out(n_leds),
+            "overrun": Out(1),
+        })
+
+    @staticmethod
+    def divisor_for(clock_hz: float, baud: int) -> int:
+        """Clock cycles per bit for ``baud`` at ``clock_hz``: the nearest integer, at least 4, within 2 %."""
+        if not clock_hz > 0 or not baud > 0:
+            raise BoardError(f"clock ({clock_hz!r} Hz) and baud rate ({baud!r}) must be positive")
+        divisor = max(1, round(clock_hz / baud))
+        if divisor < MIN_DIVISOR:
+            raise BoardError(f"a {clock_hz / 1e6:g} MHz clock gives only {clock_hz / baud:.2f} cycles per bit at "
+                             f"{baud} baud, and the UART needs at least {MIN_DIVISOR}; choose a baud rate of at "
+                             f"most {int(clock_hz // MIN_DIVISOR)}")
+        error = abs(clock_hz / divisor - baud) / baud
+        if error > MAX_BAUD_ERROR:
+            raise BoardError(f"a {clock_hz / 1e6:g} MHz clock cannot make {baud} baud: the nearest divisor "
+                             f"{divisor} gives {clock_hz / divisor:.0f} baud, {error:.1%} off (at most "
+                             f"{MAX_BAUD_ERROR:.0%}); choose a baud rate that divides the clock more evenly")
+        return divisor
+
+    @property
+    def rx_fifo_depth(self) -> int:
+        """Bytes of the receive FIFO: one input beat and its header, plus a little slack."""
+        return self.elements_per_beat + 8
+
+    def elaborate(self, platform):
+        m = Module()
+        net = self.network
+        head = net.head
+        pb, per_beat, beats = net.pixel_bits, self.elements_per_beat, self.beats_per_frame
+        m.submodules.network = net
+        m.submodules.receiver = receiver = UARTReceiver(self.divisor)
+        m.submodules.transmitter = transmitter = UARTTransmitter(self.divisor)
+        m.d.comb += [receiver.rx.eq(self.rx), self.tx.eq(transmitter.tx), self.overrun.eq(receiver.overrun)]
+
+        # Deserialiser: bytes → input beats.
+        receiving = Signal()
+        element = Signal(range(max(2, per_beat)))
+        beat = Signal(range(max(2, beats)))
+        assembly = Signal(per_beat * pb)
+        assembly_full = Signal()
+        info_pending = Signal()
+        frame_received = Signal()          # the last byte of a frame is taken this cycle
+        # A frame's worth of bytes can wait in a (block RAM) FIFO while the assembly register waits for
+        # the network, so the network's first unit may take up to a frame time to accept a beat.
+        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.d.comb += [rx_fifo.w_data.eq(receiver.o.payload), rx_fifo.w_en.eq(receiver.o.valid),
+                     receiver.o.ready.eq(rx_fifo.w_rdy)]
+        byte = rx_fifo.r_data
+        take = Signal()
+        m.d.comb += [rx_fifo.r_en.eq(~receiving | ~assembly_full),
+                     take.eq(rx_fifo.r_rdy & rx_fifo.r_en)]
+        last_element = (element == per_beat - 1) if per_beat > 1 else Const(1)
+        last_beat = (beat == beats - 1) if beats > 1 else Const(1)
+        with m.If(take):
+            with m.If(~receiving):
+                with m.If(byte == FRAME_HEADER):
+                    m.d.sync += receiving.eq(1)     # 0xB0: info_request below; other bytes are ignored
+            with m.Else():
+                m.d.sync += assembly.eq(Cat(assembly[pb:], byte[:pb]) if per_beat > 1 else byte[:pb])
+                with m.If(last_element):
+                    m.d.sync += [element.eq(0), assembly_full.eq(1)]
+                    with m.If(last_beat):
+                        m.d.sync += [beat.eq(0), receiving.eq(0)]
+                        m.d.comb += frame_received.eq(1)
+                    with m.Else():
+                        m.d.sync += beat.eq(beat + 1)
+                with m.Else():
+                    m.d.sync += element.eq(element + 1)
+        # The assembly register is the network's input beat; the network takes it within a cycle or
+        # two (its first unit double-buffers), far sooner than the next byte arrives.
+        with m.If(assembly_full & net.i.ready):      # bytes are only taken while the register is free
+            m.d.sync += assembly_full.eq(0)
+        m.d.comb += [net.i.payload.eq(assembly), net.i.valid.eq(assembly_full)]
+
+        # Reply sender: one shift register for frame replies and the descriptor.
+        desc = self.descriptor
+        desc_bytes = desc.to_bytes()
+        longest = max(desc.reply_length, len(desc_bytes))
+        shift = Signal(8 * longest)
+        bytes_left = Signal(range(longest + 1))
+        m.d.comb += [transmitter.i.payload.eq(shift[:8]), transmitter.i.valid.eq(bytes_left != 0)]
+        with m.If(transmitter.i.valid & transmitter.i.ready):
+            m.d.sync += [shift.eq(shift[8:]), bytes_left.eq(bytes_left - 1)]
+
+        # The network's last unit holds its result until the sender takes it: that is the reply queue's
+        # slot (no FIFO), and the units before it hold the frames behind it.
+        result = net.o.payload
+        # The class is found again here, one score per cycle, while the network holds its result: the
+        # network's own combinational argmax over all scores is too long a path for a board clock.
+        n_cls = head.n_out
+        scan = Signal(range(max(2, n_cls)))        # next score to compare
+        best = Signal(signed(head.score_width))
+        best_idx = Signal(range(max(2, n_cls)))
+        scanning = Signal()                        # a scan of the held result is under way
+        class_found = Signal()                     # the scan is complete: best_idx is the argmax
+        # Every value of ``scan`` has an entry (unreachable ones repeat score 0): a complete case statement.
+        scores_array = Array([result.scores[c] for c in range(n_cls)]
+                             + [result.scores[0]] * ((1 << len(scan)) - n_cls))
+        with m.If(net.o.valid & ~scanning & ~class_found):
+            m.d.sync += [best.eq(result.scores[0]), best_idx.eq(0), scan.eq(1), scanning.eq(1)]
+            if n_cls == 1:
+                m.d.sync += [scanning.eq(0), class_found.eq(1)]
+        with m.Elif(scanning):
+            with m.If(scores_array[scan] > best):  # strictly greater: the lowest index wins a tie
+                m.d.sync += [best.eq(scores_array[scan]), best_idx.eq(scan)]
+            with m.If(scan == n_cls - 1):
+                m.d.sync += [scanning.eq(0), class_found.eq(1)]
+            with m.Else():
+                m.d.sync += scan.eq(scan + 1)
+        cls_byte = Signal(8)
+        m.d.comb += cls_byte.eq(best_idx)
+        score_fields = []
+        for c in range(head.n_out):
+            field = Signal(signed(8 * desc.score_bytes), name=f"reply_score{c}")
+            m.d.comb += field.eq(result.scores[c])
+            score_fields.append(field)
+        reply = Cat(Const(REPLY_HEADER, 8), cls_byte, *score_fields)
+
+        outstanding = Signal(16)           # frames received whose reply has not started
+        replies_first = Signal(16)         # replies still due before the pending info reply
+        reply_starts = Signal()
+        info_request = Signal()
+        leds = Signal(len(self.leds))
+        m.d.comb += [self.leds.eq(leds), info_request.eq(take & ~receiving & (byte == INFO_REQUEST))]
+        serving_info = Signal()
+        with m.If(bytes_left == 0):
+            with m.If(info_pending & (replies_first == 0)):
+                m.d.comb += serving_info.eq(1)
+                m.d.sync += [shift.eq(int.from_bytes(desc_bytes, "little")), bytes_left.eq(len(desc_bytes)),
+                             info_pending.eq(0)]
+            with m.Elif(class_found):
+                m.d.comb += [net.o.ready.eq(1), reply_starts.eq(1)]
+                m.d.sync += [shift.eq(reply), bytes_left.eq(desc.reply_length), leds.eq(best_idx),
+                             class_found.eq(0)]
+        with m.If(frame_received & ~reply_starts):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(reply_starts & ~frame_received):
+            m.d.sync += outstanding.eq(outstanding - 1)
+        with m.If(reply_starts & (replies_first != 0)):
+            m.d.sync += replies_first.eq(replies_first - 1)
+        with m.If(info_request & (~info_pending | serving_info)):     # else merged with the pending one
+            m.d.sync += [info_pending.eq(1), replies_first.eq(outstanding - reply_starts)]
+        return m
+
+
+def export_board_verilog(top: BoardTop, directory: str | Path) -> Path:
+    """Write ``directory/bnn2hw_board_top.v`` (lint header as for bnn2hw_top.v); return its path."""
+    from amaranth.back import verilog
+
+    from ..codegen.export import _LINT_FOOTER, _LINT_HEADER
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{BOARD_TOP_NAME}.v"
+    path.write_text(_LINT_HEADER + verilog.convert(top, name=BOARD_TOP_NAME, emit_src=False) + _LINT_FOOTER)
+    return path

@@ -1,0 +1,186 @@
+"""Build reports: report.json's board section, report.md and a PNG chart, estimate next to measured.
+
+Measured numbers come only from the tools' own output (Yosys ``stat``, nextpnr's log) and from the
+simulation of the verification frames; estimates come from bnn2hw.passes (cycles, resources).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .hw.collect import CollectParams
+from .hw.conv import ConvParams
+from .hw.maxpool import MaxPoolParams
+from .ir import MaxPoolBits
+
+__all__ = ["stage_names", "board_section", "stage_rows", "write_markdown", "write_chart"]
+
+
+def stage_names(graph, stages) -> list[str]:
+    """A label per hardware stage: the layer name for a dense or conv layer, the pool's name, "flatten"."""
+    compute = iter(n.name for n in graph.compute_nodes)
+    pools = iter(n.name for n in graph.nodes if isinstance(n, MaxPoolBits))
+    names = []
+    for stage in stages:
+        if isinstance(stage, MaxPoolParams):
+            names.append(next(pools))
+        elif isinstance(stage, CollectParams):
+            names.append("flatten")
+        else:
+            names.append(next(compute))
+    return names
+
+
+def _resources_json(res) -> dict:
+    return {"luts": res.luts, "ffs": res.ffs, "bram": res.bram, "dsp": res.dsp, "carry": res.carry,
+            "lutram": res.lutram}
+
+
+def board_section(build, names: list[str], directory: Path, cycles_per_frame: int) -> dict:
+    """report.json's "board" object for a :class:`bnn2hw.board.build.BoardBuild` written under ``directory``."""
+    rel = lambda p: str(Path(p).relative_to(directory))
+    layer_modules = {}
+    for module in build.modules:
+        match = re.search(r"\.network\.layer(\d+)$", module)
+        if match and int(match[1]) < len(names):
+            layer_modules[names[int(match[1])]] = _subtree(build.modules, module)
+    network = next((m for m in build.modules if m.endswith(".network")), None)
+    top = next((m for m in build.modules if m.endswith(".board_top")), None)
+    pnr = build.pnr
+    fmax = pnr.fmax
+    return {
+        "name": build.board.name, "description": build.board.description, "family": build.board.family,
+        "device": build.board.device, "clock_mhz": build.clock_mhz,
+        "pll": None if build.pll is None else {"input_mhz": build.pll.input_mhz, "output_mhz": build.pll.achieved_mhz,
+                                               "parameters": dict(build.pll.parameters)},
+        "baud": build.baud,
+        "bitstream": rel(build.bitstream),
+        "logs": {"synthesis": rel(build.directory / "top.rpt"), "place_and_route": rel(build.directory / "top.tim")},
+        "synthesis": _resources_json(build.synthesis) | {"cells": dict(sorted(build.synthesis.cells.items()))},
+        "layers": layer_modules,
+        # Hierarchy-preserving synthesis: the network alone, and the UART bridge (board top minus network).
+        "network": None if network is None else _subtree(build.modules, network),
+        "bridge_luts": None if (top is None or network is None) else
+        _subtree(build.modules, top)["luts"] - _subtree(build.modules, network)["luts"],
+        "place_and_route": {"utilisation": {k: list(v) for k, v in pnr.utilisation.items()},
+                            "fmax_mhz": fmax, "target_mhz": pnr.target_mhz, "timing_passed": pnr.passed},
+        "frames_per_second": build.clock_mhz * 1e6 / cycles_per_frame,
+        "seconds": build.seconds,
+    }
+
+
+def _subtree(modules: dict, root: str) -> dict:
+    """Resources of module ``root`` and every module below it (stat lists each module's own cells)."""
+    parts = [res for name, res in modules.items() if name == root or name.startswith(root + ".")]
+    return {key: sum(getattr(r, key) for r in parts) for key in ("luts", "ffs", "bram", "dsp", "carry", "lutram")}
+
+
+def stage_rows(report: dict) -> list[dict]:
+    """Per layer: estimated cycles, LUTs, FFs, block RAM next to the measured ones (None where absent)."""
+    board = report.get("board") or {}
+    measured = board.get("layers", {})
+    rows = []
+    for layer in report["layers"]:
+        est = layer.get("resources", {})
+        got = measured.get(layer["name"], {})
+        rows.append({"name": layer["name"], "pe": layer["pe"], "simd": layer["simd"],
+                     "cycles": layer["cycles_per_frame"],
+                     "luts_est": est.get("luts"), "luts": got.get("luts"),
+                     "ffs_est": est.get("ffs"), "ffs": got.get("ffs"),
+                     "bram_est": est.get("bram"), "bram": got.get("bram")})
+    # A window unit is part of its convolution's stage (both estimate and measurement count it there).
+    units_est = (report.get("resources") or {}).get("stream_units", {})
+    for label, cycles in report["network"].get("stream_units", []):
+        est, got = units_est.get(label, {}), measured.get(label, {})
+        rows.append({"name": label, "pe": None, "simd": None, "cycles": cycles, "luts_est": est.get("luts"),
+                     "luts": got.get("luts"), "ffs_est": est.get("ffs"), "ffs": got.get("ffs"),
+                     "bram_est": est.get("bram"), "bram": got.get("bram")})
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    """report.md: the per-layer table and the whole-design figures, estimate next to measured."""
+    net, board, sim = report["network"], report.get("board"), report.get("simulation")
+    lines = [f"# bnn2hw build report: {Path(report['model']).name}", ""]
+    if board:
+        lines += [f"Board **{board['name']}** ({board['description']}), design clock {board['clock_mhz']:g} MHz"
+                  + (f" from a PLL ({board['pll']['input_mhz']:g} MHz oscillator)" if board["pll"] else "")
+                  + f", UART {board['baud']} baud. Bitstream `{board['bitstream']}`; logs `{board['logs']['synthesis']}`"
+                  f" (Yosys), `{board['logs']['place_and_route']}` (nextpnr).", ""]
+    lines += ["## Whole design", "", "| | estimate | measured | source of the measurement |", "|---|---|---|---|"]
+    lines.append(f"| cycles per frame | {_fmt(net['cycles_per_frame'])} | "
+                 f"{_fmt(sim and sim.get('cycles_per_frame'))} | {sim['simulator'] + ' simulation' if sim else '–'} |")
+    lines.append(f"| latency (cycles) | {_fmt(net['latency_cycles'])} | {_fmt(sim and sim.get('latency_cycles'))} | "
+                 f"{sim['simulator'] + ' simulation' if sim else '–'} |")
+    if board:
+        pnr, syn = board["place_and_route"], board["synthesis"]
+        est = report.get("resources") or {}
+        lines.append(f"| Fmax (MHz) | – | {_fmt(pnr['fmax_mhz'])} ({'meets' if pnr['timing_passed'] else 'misses'} "
+                     f"{_fmt(pnr['target_mhz'])} MHz) | nextpnr |")
+        fps = board["clock_mhz"] * 1e6 / net["cycles_per_frame"]
+        lines.append(f"| frames/s at {board['clock_mhz']:g} MHz | {_fmt(fps)} | "
+                     f"{_fmt(board['frames_per_second'] if sim and sim.get('cycles_per_frame') else None)} | "
+                     "clock × measured cycles |")
+        for key, label in (("luts", "LUTs"), ("ffs", "flip-flops"), ("bram", "block RAMs"), ("dsp", "DSPs")):
+            lines.append(f"| {label} (whole board design) | {_fmt(est.get(key))} | {_fmt(syn[key])} | Yosys stat |")
+        lines += ["", "nextpnr's utilisation of the device (used / available):", ""]
+        lines += [f"- {k}: {u:,} / {a:,}" for k, (u, a) in pnr["utilisation"].items() if u]
+        if board.get("bridge_luts") is not None:
+            lines += ["", f"The UART bridge, LED and clock logic take {board['bridge_luts']:,} LUTs of these "
+                          "(Yosys, by module)."]
+        lines += ["", "Tool run times: " + ", ".join(f"{k} {v:.1f} s" for k, v in board["seconds"].items())]
+    lines += ["", "## Per layer", "",
+              "Measured per-layer numbers are Yosys' counts of each layer's module in the placed netlist; "
+              "cycles per layer are the estimate (the whole design's are measured above).", "",
+              "| layer | PE | SIMD | cycles | LUTs est. | LUTs | FFs est. | FFs | BRAM est. | BRAM |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in stage_rows(report):
+        lines.append("| " + " | ".join([r["name"], _fmt(r["pe"]), _fmt(r["simd"]), _fmt(r["cycles"]),
+                                         _fmt(r["luts_est"]), _fmt(r["luts"]), _fmt(r["ffs_est"]), _fmt(r["ffs"]),
+                                         _fmt(r["bram_est"]), _fmt(r["bram"])]) + " |")
+    if report.get("chart"):
+        lines += ["", f"![resources and cycles per layer]({report['chart']})"]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_chart(report: dict, path: Path) -> None:
+    """A PNG of cycles, LUTs, FFs and block RAM per layer; estimates hatched beside measurements."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = stage_rows(report)
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    panels = [("cycles", None, "cycles per frame (estimate)"), ("luts", "luts_est", "LUTs"),
+              ("ffs", "ffs_est", "flip-flops"), ("bram", "bram_est", "block RAMs")]
+    for ax, (key, est_key, title) in zip(axes.flat, panels):
+        if est_key is None:
+            ax.bar(x, [r[key] for r in rows], color="#4c72b0")
+            ax.axhline(report["network"]["cycles_per_frame"], color="#c44e52", linestyle="--",
+                       label="initiation interval")
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+        else:
+            zero = lambda v: 0 if v is None else v
+            ax.bar(x - 0.2, [zero(r[est_key]) for r in rows], 0.4, label="estimate", color="#dddddd",
+                   edgecolor="#555555", hatch="//")
+            ax.bar(x + 0.2, [zero(r[key]) for r in rows], 0.4, label="measured (Yosys)", color="#4c72b0")
+            ax.legend(fontsize=8)
+        ax.set_title(title)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    board = report.get("board")
+    fig.suptitle(f"{Path(report['model']).name}" + (f" on {board['name']}" if board else ""))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,265 @@
+"""Automatic folding and the fit check (passes/autofold.py, passes/resources.py).
+
+For the shipped models and random graphs: fold_for_cycles meets its target by the estimate and in
+Amaranth's simulator (free running, bit-exact against the golden model), uses no more lanes than the
+default folding for the same cycles, fold_for_budget stays within its LUT budget by the model, and
+impossible targets and designs that cannot fit fail with errors that name the unit or resource, the
+need and the capacity. Simulations use few frames: the whole file runs in well under a minute.
+"""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnn2hw import golden
+from bnn2hw.codegen import build_network, constant_widths, layer_params, stage_bounds
+from bnn2hw.compiler import fold_model
+from bnn2hw.errors import Bnn2hwError, FitError, FoldingError
+from bnn2hw.frontend import import_model
+from bnn2hw.ir import Folding
+from bnn2hw.passes import apply_folding, default_folding, estimate, fold_batchnorm, load_folding_file
+from bnn2hw.passes import autofold, resources
+from bnn2hw.sim.amaranth_sim import measured_timing, run_network
+from bnn2hw.testing import build_random_conv_model, build_random_model, random_inputs, random_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=None)
+def shipped(name: str):
+    return fold_model(ROOT / "models" / name)[1]
+
+
+@lru_cache(maxsize=None)
+def random_mlp(seed: int):
+    spec = random_spec(seed, max_width=120)
+    return spec, fold_batchnorm(import_model(build_random_model(spec), (spec.widths[0],)))
+
+
+@lru_cache(maxsize=None)
+def random_cnn(seed: int):
+    model, shape = build_random_conv_model(seed, max_channels=12)
+    return model, shape, fold_batchnorm(import_model(model, shape))
+
+
+def overrides(fold: dict) -> dict:
+    return {name: {"pe": f.pe, "simd": f.simd} for name, f in fold.items()}
+
+
+def folded(graph, fold):
+    return apply_folding(graph, overrides(fold))
+
+
+def estimated_cycles(graph) -> int:
+    params = layer_params(graph)
+    return estimate(graph, 100.0, constant_widths(params, graph), stage_bounds(graph)).cycles_per_frame
+
+
+def simulate(graph, x):
+    """Free-running Amaranth simulation: (measured cycles per frame, scores) — bit-exact with golden."""
+    data = golden.channel_last(graph, x)
+    result = run_network(build_network(graph), data, graph.input.bits)
+    expected = golden.run(graph, x)
+    np.testing.assert_array_equal(result.scores, expected.scores)
+    np.testing.assert_array_equal(result.classes, expected.classes)
+    return measured_timing(result)[0]
+
+
+# ---- fold_for_cycles meets its target ----
+
+@pytest.mark.parametrize("name,targets", [("digits_mlp.pt", (16, 64, 256, 1000, 20_000)),
+                                          ("digits_cnn.pt", (80, 100, 512, 3000))])
+def test_shipped_models_meet_every_target_by_the_estimate(name, targets):
+    graph = shipped(name)
+    for target in targets:
+        fold = autofold.fold_for_cycles(graph, target)
+        g = folded(graph, fold)
+        assert estimated_cycles(g) <= target
+        assert autofold.folding_cycles(graph, fold) == estimated_cycles(g)
+        # close to the fewest lanes any folding needs: ⌈in·out·positions / target⌉ per layer
+        for n in graph.compute_nodes:
+            f = fold[n.name]
+            k = target // autofold.positions(n)
+            assert f.pe * f.simd <= 2 * -(-n.in_features * n.out_features // k) + 2, (name, target, n.name, f)
+
+
+@pytest.mark.parametrize("name,target,frames", [("digits_mlp.pt", 100, 4), ("digits_mlp.pt", 1000, 3),
+                                                ("digits_cnn.pt", 128, 3)])
+def test_auto_folded_shipped_models_run_at_their_target_and_bit_exact(name, target, frames):
+    graph = folded(shipped(name), autofold.fold_for_cycles(shipped(name), target))
+    x = np.random.default_rng(target).integers(0, 17, size=(frames,) + graph.input.shape)
+    measured = simulate(graph, x)
+    assert measured == estimated_cycles(graph) <= target
+
+
+@pytest.mark.parametrize("seed", [3, 8, 14, 21])
+def test_random_mlps_meet_targets_with_no_more_lanes_than_the_default(seed):
+    _, graph = random_mlp(seed)
+    default = default_folding(graph)
+    cycles = autofold.folding_cycles(graph, default)
+    auto = autofold.fold_for_cycles(graph, cycles)
+    assert autofold.folding_cycles(graph, auto) <= cycles
+    assert autofold.folding_lanes(graph, auto) <= autofold.folding_lanes(graph, default)
+    for target in (cycles // 3, cycles * 4):
+        if target >= autofold._lower_bound(graph)[0]:
+            assert autofold.folding_cycles(graph, autofold.fold_for_cycles(graph, target)) <= target
+
+
+def test_shipped_models_use_no_more_lanes_than_the_default_for_the_same_cycles():
+    for name in ("digits_mlp.pt", "digits_cnn.pt"):
+        graph = shipped(name)
+        default = default_folding(graph)
+        cycles = autofold.folding_cycles(graph, default)
+        auto = autofold.fold_for_cycles(graph, cycles)
+        assert autofold.folding_cycles(graph, auto) <= cycles
+        assert autofold.folding_lanes(graph, auto) <= autofold.folding_lanes(graph, default), name
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_random_mlp_auto_folded_is_bit_exact_at_its_target(seed):
+    spec, graph = random_mlp(seed)
+    target = max(autofold._lower_bound(graph)[0], autofold.folding_cycles(graph, default_folding(graph)) // 2)
+    g = folded(graph, autofold.fold_for_cycles(graph, target))
+    assert simulate(g, random_inputs(spec, n=4, seed=seed)) == estimated_cycles(g) <= target
+
+
+def test_random_conv_model_auto_folded_is_bit_exact_at_its_target():
+    model, shape, graph = random_cnn(17)
+    target = autofold._lower_bound(graph)[0] * 2
+    g = folded(graph, autofold.fold_for_cycles(graph, target))
+    x = np.random.default_rng(1).integers(0, 1 << model[0].bits, size=(3,) + shape)
+    measured = simulate(g, x)
+    assert measured <= target and measured == estimated_cycles(g)
+
+
+def test_fold_for_fps_is_fold_for_cycles_of_the_clock():
+    graph = shipped("digits_mlp.pt")
+    assert autofold.fold_for_fps(graph, 400_000, 100.0) == autofold.fold_for_cycles(graph, 250)
+
+
+# ---- impossible targets ----
+
+def test_a_target_below_a_stream_unit_names_it_and_its_minimum():
+    graph = shipped("digits_cnn.pt")
+    need = dict(autofold.stream_bounds(graph))["conv0 window"]
+    with pytest.raises(FoldingError) as e:
+        autofold.fold_for_cycles(graph, need - 1)
+    assert "conv0 window" in str(e.value) and f"{need:,}" in str(e.value)
+    with pytest.raises(FoldingError) as e:
+        autofold.fold_for_fps(graph, 100e6 / (need - 1), 100.0)
+    assert "conv0 window" in str(e.value) and "at most" in str(e.value) and "frames/s" in str(e.value)
+
+
+def test_a_target_below_one_cycle_names_a_layer():
+    with pytest.raises(FoldingError) as e:
+        autofold.fold_for_cycles(shipped("digits_mlp.pt"), 0)
+    assert "dense0" in str(e.value) and "at least 1 cycle per frame" in str(e.value)
+
+
+# ---- budgets ----
+
+@pytest.mark.parametrize("family", resources.FAMILIES)
+def test_fold_for_budget_respects_the_budget_and_is_the_fastest_that_does(family):
+    graph = shipped("digits_mlp.pt")
+    with pytest.raises(FoldingError) as e:
+        autofold.fold_for_budget(graph, 100, family)
+    assert "--max-luts" in str(e.value) and "100 LUTs" in str(e.value)
+    smallest = int(str(e.value).split("needs about ")[1].split(" LUTs")[0].replace(",", ""))
+    assert resources.estimate_resources(graph, family, autofold.fold_for_budget(graph, smallest, family)).luts \
+        <= smallest
+    for budget in (int(smallest * 1.3), int(smallest * 3)):
+        fold = autofold.fold_for_budget(graph, budget, family)
+        assert resources.estimate_resources(graph, family, fold).luts <= budget
+        cycles = autofold.folding_cycles(graph, fold)
+        faster = autofold.fold_for_cycles(graph, cycles - 1, family)
+        assert resources.estimate_resources(graph, family, faster).luts > budget
+
+
+# ---- fit ----
+
+def test_a_design_too_big_for_the_up5k_names_luts_need_and_capacity_and_refolds():
+    graph = shipped("digits_mlp.pt")
+    fast = autofold.fold_for_cycles(graph, 16)
+    with pytest.raises(FitError) as e:
+        autofold.fit_check(graph, "ice40", "iCE40UP5K", folding=fast)
+    need = resources.estimate_resources(graph, "ice40", fast).luts
+    msg = str(e.value)
+    assert e.value.resource == "luts" and e.value.need == need and e.value.capacity == 5_280
+    assert f"{need:,} LUTs" in msg and "5,280" in msg and "iCE40 UP5K" in msg and "--max-luts" in msg
+    fold = autofold.refold_to_fit(graph, "ice40", "iCE40UP5K")
+    est = resources.estimate_resources(graph, "ice40", fold)
+    assert est.luts <= 0.85 * 5_280 and est.bram_blocks <= 30 and est.dsp <= 8
+    assert autofold.fit_check(graph, "ice40", resources.device_capacity("iCE40UP5K"), folding=fold) == []
+
+
+def test_too_many_dsps_names_the_layers_that_use_them():
+    graph = shipped("digits_mlp.pt")
+    fold = dict(default_folding(graph), dense0=Folding(16, 8))
+    est = resources.estimate_resources(graph, "ice40", fold)
+    assert est.dsp == 16 and est.unit("dense0").dsp == 16
+    with pytest.raises(FitError) as e:
+        autofold.fit_check(graph, "ice40", {"name": "iCE40 UP5K", "luts": 10**6, "ffs": 10**6, "bram_blocks": 30,
+                                            "dsp": 8}, folding=fold)
+    assert e.value.resource == "dsp" and "dense0" in str(e.value) and "16 DSP" in str(e.value)
+    for family in resources.FAMILIES:     # binary layers never use DSPs
+        assert all(u.dsp == 0 for u in resources.estimate_resources(graph, family, fold).units
+                   if u.name != "dense0")
+
+
+def test_when_nothing_fits_the_error_says_the_weights_alone_are_too_many():
+    graph = shipped("digits_mlp.pt")
+    tiny = {"name": "a tiny part", "luts": 400, "ffs": 4000, "bram_blocks": 1, "bram_bits": 4096, "dsp": 0}
+    with pytest.raises(FitError) as e:
+        autofold.refold_to_fit(graph, "ice40", tiny)
+    assert "weights alone" in str(e.value) and "25,856 bits" in str(e.value) and "a tiny part" in str(e.value)
+    roomy_but_few_ffs = {"name": "a part", "luts": 10**6, "ffs": 500, "bram_blocks": 100, "dsp": 100}
+    with pytest.raises(FitError) as e:
+        autofold.refold_to_fit(graph, "ice40", roomy_but_few_ffs)
+    assert e.value.resource == "ffs" and "flip-flops" in str(e.value)
+    assert isinstance(e.value, Bnn2hwError)
+
+
+# ---- the resource model's parts ----
+
+@pytest.mark.parametrize("family,width,depth,cell,blocks", [
+    ("ice40", 16, 256, "SB_RAM40_4K", 1), ("ice40", 32, 256, "SB_RAM40_4K", 2), ("ice40", 2, 2048, "SB_RAM40_4K", 1),
+    ("ice40", 1, 8192, "SB_RAM40_4K", 2), ("ice40", 7, 128, "logic", 0),
+    ("ecp5", 18, 1024, "DP16KD", 1), ("ecp5", 36, 512, "PDPW16KD", 1), ("ecp5", 1, 16384, "DP16KD", 1),
+    ("xilinx", 72, 512, "RAMB36E1", 1), ("xilinx", 18, 1024, "RAMB18E1", 0.5), ("xilinx", 36, 1024, "RAMB36E1", 1),
+])
+def test_roms_map_to_blocks_as_yosys_maps_them(family, width, depth, cell, blocks):
+    m = resources.map_memory("rom", width, depth, family)
+    assert (m.cell, m.blocks) == (cell, blocks)
+
+
+def test_device_table_has_the_data_sheet_numbers():
+    up5k, ecp85 = resources.device_capacity("iCE40UP5K"), resources.device_capacity("LFE5U-85F")
+    assert (up5k["luts"], up5k["ffs"], up5k["bram_blocks"], up5k["dsp"]) == (5_280, 5_280, 30, 8)
+    assert up5k["bram_bits"] == 30 * 4096
+    assert (ecp85["luts"], ecp85["ffs"], ecp85["bram_blocks"], ecp85["dsp"]) == (83_640, 83_640, 208, 156)
+    assert all(d.source for d in resources.DEVICES.values())
+
+
+def test_estimate_is_per_unit_and_totals_add_up():
+    graph = apply_folding(shipped("digits_cnn.pt"))
+    est = resources.estimate_resources(graph, "ecp5")
+    names = [u.name for u in est.units]
+    assert names == ["conv0 window", "conv0", "pool0", "conv1 window", "conv1", "pool1", "flatten", "dense2", "dense3"]
+    assert est.luts == round(sum(u.luts for u in est.units)) and est.ffs == sum(u.ffs for u in est.units)
+    assert json.dumps(est.to_json())
+
+
+# ---- folding files ----
+
+def test_the_chosen_folding_is_an_editable_folding_file(tmp_path):
+    graph = shipped("digits_cnn.pt")
+    fold = autofold.fold_for_fps(graph, 500_000, 100.0)
+    path = autofold.write_folding_file(tmp_path / "folding.json", fold, graph, target_fps=500_000, clock_mhz=100.0)
+    raw = json.loads(path.read_text())
+    assert raw["_comment"] and raw["target"]["target_fps"] == 500_000
+    assert raw["target"]["cycles_per_frame"] == autofold.folding_cycles(graph, fold)
+    again = apply_folding(graph, load_folding_file(path))
+    assert dict(again.folding) == fold

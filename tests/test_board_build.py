@@ -1,0 +1,117 @@
+"""`bnn2hw compile --board`: a design that cannot fit stops before any tool runs, a failed tool run
+shows the tool's own error lines, and (slow tier) the shipped model becomes a bitstream for each
+board, with a report whose numbers are the tools' own."""
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bnn2hw
+from bnn2hw.cli import cli
+from bnn2hw.synth.nextpnr import parse_nextpnr_log
+from bnn2hw.synth.yosys import parse_stat
+from bnn2hw.testing import RandomModelSpec, build_random_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "models" / "digits_mlp.pt"
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def error_lines(result) -> list[str]:
+    text = result.stderr if result.stderr else result.output
+    assert "Traceback" not in text and "Traceback" not in result.output
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def lfc_sized(tmp_path_factory):
+    """FINN's LFC shape (784-1024-1024-1024-10): its 3 Mbit of weights exceed an iCE40 UP5K's 120 kbit."""
+    d = tmp_path_factory.mktemp("lfc")
+    spec = RandomModelSpec(seed=3, input_bits=1, widths=(784, 1024, 1024, 1024, 10), head_bn=False, biases=False)
+    bnn2hw.save(build_random_model(spec), d / "lfc.pt", (784,))
+    return d / "lfc.pt"
+
+
+def test_design_that_cannot_fit_stops_before_synthesis(lfc_sized, tmp_path):
+    out = tmp_path / "out"
+    result = run("compile", lfc_sized, "--board", "icebreaker", "--out", out)
+    assert result.exit_code == 1, result.output
+    [line] = error_lines(result)
+    # names the resource, the need, the capacity and what to change
+    assert "block RAM" in line and "UP5K" in line and re.search(r"\d[\d,]* ", line), line
+    assert "larger board" in line or "smaller model" in line, line
+    assert not out.exists()
+
+
+def test_explicit_folding_that_does_not_fit_is_not_silently_changed(tmp_path):
+    folding = tmp_path / "f.json"
+    folding.write_text(json.dumps({"dense0": {"pe": 128, "simd": 64}, "dense1": {"pe": 128, "simd": 128}}))
+    result = run("compile", DIGITS, "--board", "icebreaker", "--folding", folding, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    [line] = error_lines(result)
+    assert "LUTs" in line and "UP5K" in line and "fold it more" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    spec = RandomModelSpec(seed=5, input_bits=4, widths=(12, 16, 4), head_bn=False, biases=False)
+    bnn2hw.save(build_random_model(spec), d / "tiny.pt", (12,))
+    return d / "tiny.pt"
+
+
+def test_failed_tool_run_shows_the_tools_error_lines(tiny, tmp_path):
+    # A stand-in for Yosys (the user's YOSYS wins over the YoWASP one) that fails the way Yosys does:
+    # ERROR lines in its -l log file.
+    fake = tmp_path / "fake-yosys"
+    fake.write_text("#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -l ] && log=$2; shift; done\n"
+                    "echo 'ERROR: Module SB_LUT4 referenced is not part of the design.' > \"$log\"\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    result = run("compile", tiny, "--board", "icebreaker", "--out", out, env={"YOSYS": str(fake)})
+    assert result.exit_code == 1, result.output
+    text = result.stderr or result.output
+    [line] = error_lines(result)
+    assert "synthesis (yosys) for icebreaker failed" in line
+    assert "ERROR: Module SB_LUT4 referenced is not part of the design." in text
+    assert not out.exists()
+    kept = re.search(r"full log: (\S+)\)", text)[1]
+    assert Path(kept).is_file()
+
+
+def test_unknown_board_lists_the_boards(tmp_path):
+    result = run("compile", DIGITS, "--board", "de10-nano", "--out", tmp_path / "out")
+    [line] = error_lines(result)
+    assert "icebreaker" in line and "ulx3s-85f" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-85f"])
+def test_shipped_model_becomes_a_bitstream_with_the_tools_numbers(board, tmp_path):
+    out = tmp_path / board
+    result = run("compile", DIGITS, "--board", board, "--out", out)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    report = json.loads((out / "report.json").read_text())
+    b = report["board"]
+    bitstream = out / b["bitstream"]
+    assert bitstream.is_file() and bitstream.stat().st_size > 10_000
+    assert (out / "report.md").is_file() and (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    # the report's numbers are the tools' own: re-parse the logs it names
+    pnr = parse_nextpnr_log((out / b["logs"]["place_and_route"]).read_text())
+    assert b["place_and_route"]["fmax_mhz"] == pnr.fmax and pnr.passed
+    stat_text = (out / "board" / "top.stat").read_text()
+    assert b["synthesis"]["luts"] == parse_stat(stat_text, b["family"]).luts
+    # every compute layer has its measured row, and the simulation met the estimate
+    assert set(b["layers"]) >= {layer["name"] for layer in report["layers"]}
+    assert report["simulation"]["mismatches"] == 0
+    assert report["simulation"]["cycles_per_frame"] <= report["network"]["cycles_per_frame"]
