@@ -117,7 +117,7 @@ def test_conv_board_top_over_uart_sends_channel_last_pixels(conv_case, simulator
     _run_and_check(conv_case, simulator, tmp_path / simulator)
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"], indirect=True)
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)], indirect=True)
 def test_header_valued_pixels_are_pixels_inside_a_frame(pixel8_case, simulator, tmp_path):
     run = _run_and_check(pixel8_case, simulator, tmp_path / simulator)
     # Replies here are as long as frames and the network is slow enough that the frame sent right after
