@@ -59,8 +59,16 @@ def _cnn(seed: int):
     return fold_batchnorm(import_model(model, shape))
 
 
-def _fold(graph, spec: dict | None):
+def _fold(graph, spec):
+    """``spec``: folding overrides, None (the default folding) or a function graph → {layer: Folding}."""
+    if callable(spec):
+        spec = {name: {"pe": f.pe, "simd": f.simd} for name, f in spec(graph).items()}
     return apply_folding(graph, spec)
+
+
+def _auto(cycles: int):
+    from bnn2hw.passes.autofold import fold_for_cycles
+    return lambda graph: fold_for_cycles(graph, cycles)
 
 
 #: name → (builder of the BatchNorm-folded graph, folding overrides or None for the default folding).
@@ -85,9 +93,18 @@ DESIGNS = {
     "cnn_random": (lambda: _cnn(17), None),
 }
 
+#: Designs the fit never sees, to state the model's error on designs it was not fitted to: foldings
+#: chosen by passes/autofold.py (its real use) and a random CNN of another seed.
+HOLDOUT = {
+    "mlp_auto64": (lambda: _shipped("digits_mlp.pt"), _auto(64)),
+    "cnn_auto200": (lambda: _shipped("digits_cnn.pt"), _auto(200)),
+    "cnn_random10": (lambda: _cnn(10), None),
+}
+ALL_DESIGNS = {**DESIGNS, **HOLDOUT}
+
 
 def _graph(name: str):
-    build, spec = DESIGNS[name]
+    build, spec = ALL_DESIGNS[name]
     return _fold(build(), spec)
 
 
@@ -171,7 +188,7 @@ def _row(values) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--family", choices=FAMILIES, action="append", help="only this family (repeatable)")
-    ap.add_argument("--design", choices=sorted(DESIGNS), action="append", help="only this design (repeatable)")
+    ap.add_argument("--design", choices=sorted(ALL_DESIGNS), action="append", help="only this design (repeatable)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "calibrate_resources")
     ap.add_argument("--fit", action="store_true", help="refit the LUT coefficients and print COST_MODELS")
     ap.add_argument("--no-synth", action="store_true",
@@ -181,7 +198,7 @@ def main() -> int:
     from bnn2hw.passes import resources
 
     families = args.family or list(FAMILIES)
-    names = args.design or list(DESIGNS)
+    names = args.design or list(ALL_DESIGNS)
     args.work.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     for name in names:
@@ -209,7 +226,7 @@ def main() -> int:
                     print(f"  memory mapping differs ({name}, {family}): model → Yosys "
                           + ", ".join(f"{k}: {a} → {b}" for k, (a, b) in wrong.items()), file=sys.stderr)
             err = (est.luts - measured["luts"]) / max(1, measured["luts"])
-            rows.append([name, family, f"{est.luts:,.0f}", f"{measured['luts']:,}", f"{100 * err:+.1f} %",
+            rows.append([name + (" (held out)" if name in HOLDOUT else ""), family, f"{est.luts:,.0f}", f"{measured['luts']:,}", f"{100 * err:+.1f} %",
                          f"{est.ffs:,}", f"{measured['ffs']:,}", f"{est.bram_blocks:g}", f"{measured['bram']:g}",
                          est.dsp, measured["dsp"], f"{measured['seconds']} s"])
     print("| " + _row(["design", "family", "LUT model", "LUT Yosys", "error", "FF model", "FF Yosys",
@@ -218,16 +235,23 @@ def main() -> int:
     for r in rows:
         print("| " + _row(r) + " |")
     for family in families:
-        errs = [abs(r["model"]["luts"] - r["measured"]["luts"]) / max(1, r["measured"]["luts"])
-                for r in records if r["family"] == family]
-        if errs:
-            print(f"{family}: LUT error mean {100 * np.mean(errs):.1f} %, max {100 * max(errs):.1f} % "
-                  f"over {len(errs)} designs")
+        for label, keep in (("calibration designs", lambda n: n in DESIGNS), ("held-out designs", lambda n: n in HOLDOUT)):
+            recs = [r for r in records if r["family"] == family and keep(r["design"])]
+            if not recs:
+                continue
+            err = lambda key, mkey: [abs(r["model"][key] - r["measured"][mkey]) / max(1, r["measured"][mkey])
+                                     for r in recs]
+            lut, ff = err("luts", "luts"), err("ffs", "ffs")
+            exact = sum(r["model"]["bram_blocks"] == r["measured"]["bram"] and r["model"]["dsp"] == r["measured"]["dsp"]
+                        for r in recs)
+            print(f"{family}, {len(recs)} {label}: LUT error mean {100 * np.mean(lut):.1f} %, max {100 * max(lut):.1f} %; "
+                  f"FF error mean {100 * np.mean(ff):.1f} %, max {100 * max(ff):.1f} %; block RAM and DSP exact "
+                  f"in {exact} of {len(recs)}")
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     if args.fit:
         for family in families:
-            recs = [r for r in records if r["family"] == family]
+            recs = [r for r in records if r["family"] == family and r["design"] in DESIGNS]
             if recs:
                 feats, meas = [r["features"] for r in recs], [r["measured"]["luts"] for r in recs]
                 coeffs = resources.fit_lut_coefficients(feats, meas, family=family)
@@ -243,9 +267,16 @@ def main() -> int:
                       f"{100 * np.mean(fit_err):.1f} % max {100 * max(fit_err):.1f} %, leave-one-out mean "
                       f"{100 * np.mean(loo_err):.1f} % max {100 * max(loo_err):.1f} %")
                 print(f'"{family}": ' + json.dumps({k: round(v, 4) for k, v in sorted(coeffs.items())}) + ",")
+                held = [r for r in records if r["family"] == family and r["design"] in HOLDOUT]
+                held_err = [abs(predict(coeffs, r["features"]) - r["measured"]["luts"]) / r["measured"]["luts"]
+                            for r in held] or [0.0]
+                r3 = lambda v: round(float(v), 3)
                 print(f'CALIBRATION["{family}"] = ' + json.dumps(
-                    {"designs": len(recs), "lut_error_mean": round(float(np.mean(loo_err)), 3),
-                     "lut_error_max": round(float(max(loo_err)), 3)}))
+                    {"designs": len(recs), "lut_error_fit_mean": r3(np.mean(fit_err)), "lut_error_fit_max": r3(max(fit_err)),
+                     "lut_error_loo_mean": r3(np.mean(loo_err)), "lut_error_loo_max": r3(max(loo_err)),
+                     "holdout_designs": len(held), "lut_error_holdout_mean": r3(np.mean(held_err)),
+                     "lut_error_holdout_max": r3(max(held_err)),
+                     "lut_error_max": r3(max(max(fit_err), max(held_err)))}))
     return 0
 
 

@@ -3,6 +3,8 @@
     python bench/mvu_lanes.py --n-in 832 --n-out 1024 --pe 32 --simd 64 --targets generic,xilinx-7 \\
         --families xilinx [--pixel-bits 0] [--pnr] [--json out.json]
 
+A target may carry overrides of its fields: ``--targets xilinx-7:pipeline=0,generic:bram_min_bits=4096``.
+
 Builds one binary-input threshold MVU (random weights and thresholds inside the popcount range,
 seeded), exports it as Verilog and synthesises it with Yosys (bnn2hw.synth). With ``--pnr`` it also
 places and routes it out of context (iCE40 UP5K / ECP5-85F) for Fmax. Prints one row per target and
@@ -12,6 +14,7 @@ family: LUTs, LUTs per lane, FFs, carry cells, block RAM, LUT RAM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -42,6 +45,19 @@ def random_mvu(n_in: int, n_out: int, pe: int, simd: int, target, pixel_bits: in
                      threshold_rows=t_rows, threshold_width=tw, **options)
 
 
+def parse_target(text: str):
+    """A target name with optional overrides: ``xilinx-7:pipeline=0:compressor=0``."""
+    name, *overrides = text.split(":")
+    target = target_for(name)
+    fields = {}
+    for item in overrides:
+        key, value = item.split("=")
+        current = getattr(target, key)
+        fields[key] = (value not in ("0", "false", "False")) if isinstance(current, bool) else \
+            (None if value == "none" else type(current)(value) if current is not None else int(value))
+    return dataclasses.replace(target, **fields) if fields else target
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-in", type=int, default=832)
@@ -60,7 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bnn2hw-mvu-") as scratch:
         work = args.work or Path(scratch)
         for tname in args.targets.split(","):
-            target = target_for(tname)
+            target = parse_target(tname)
             p = random_mvu(args.n_in, args.n_out, args.pe, args.simd, target, args.pixel_bits)
             d = work / tname
             d.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from bnn2hw import golden
@@ -27,9 +28,10 @@ from bnn2hw.testing import build_random_conv_model, build_random_model, random_f
 TARGETS = {
     "generic": GENERIC, "xilinx-7": XILINX_7, "ice40-up5k": ICE40_UP5K, "ecp5": ECP5,
     # shapes no preset uses, so every code path runs: LUT5 compressors, deep pipelines
-    "lut5-p3": HardwareTarget("lut5-p3", lut_inputs=5, pipeline=3),
+    "lut5-p3": HardwareTarget("lut5-p3", lut_inputs=5, compressor=True, pipeline=3),
+    "lookup4-p2": HardwareTarget("lookup4-p2", lut_inputs=4, pipeline=2, input_buffers=1),
     "carry-p4": HardwareTarget("carry-p4", carry_adders=True, pipeline=4, bram_min_bits=64),
-    "lut4-p6": HardwareTarget("lut4-p6", lut_inputs=4, pipeline=6, bram_min_bits=1, small_rom_style="distributed"),
+    "lut4-p6": HardwareTarget("lut4-p6", lut_inputs=4, compressor=True, pipeline=6, bram_min_bits=1),
 }
 # Half the seeds run in the default tier, all of them with `make test-slow`.
 DENSE_SEEDS = (101, 102, pytest.param(103, marks=pytest.mark.slow), pytest.param(104, marks=pytest.mark.slow))
@@ -105,7 +107,11 @@ def simulate_pe_array(pe, simd, pixel_bits, stages, vectors, **shape):
                 ctx.set(dut.w, rng.getrandbits(len(dut.w)))
                 await ctx.tick()
 
-    sim = Simulator(dut)
+    top = Module()                  # a sync domain even for a combinational array
+    top.submodules.dut = dut
+    toggle = Signal()
+    top.d.sync += toggle.eq(~toggle)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
@@ -127,8 +133,10 @@ def pe_reference(pe, simd, pixel_bits, tail, x, w, last):
     return res
 
 
-@pytest.mark.parametrize("shape", [dict(lut_inputs=6), dict(lut_inputs=5), dict(lut_inputs=4),
-                                   dict(carry_adders=True)], ids=["lut6", "lut5", "lut4", "carry"])
+@pytest.mark.parametrize("shape", [dict(lut_inputs=6, compressor=True), dict(lut_inputs=5, compressor=True),
+                                   dict(lut_inputs=4, compressor=True), dict(carry_adders=True),
+                                   dict(lut_inputs=6), dict(lut_inputs=4)],
+                         ids=["lut6", "lut5", "lut4", "carry", "lookup6", "lookup4"])
 @pytest.mark.parametrize("simd", [1, 2, 3, 5, 7, 8, 13, 32, 64, 67])
 def test_popcount_trees_count_exactly(shape, simd):
     rng = random.Random(simd)

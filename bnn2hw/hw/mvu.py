@@ -57,6 +57,7 @@ class MVUParams:
     offset_width: int = 0
     # ---- target shaping (hw/target.py); the defaults keep the generic behaviour ----
     lut_inputs: int = 6                  # popcount tree for 6-input (Xilinx) or 4-input (iCE40, ECP5) LUTs
+    compressor: bool = False             # popcount as a Wallace tree of LUT-sized compressors (Xilinx, ECP5)
     carry_adders: bool = False           # popcount as a carry-chain adder tree (iCE40)
     pipeline: int = 0                    # register stages in the PE array (latency + pipeline, same II)
     rom_style: str = ""                  # weight ROM: "" (synthesis decides), "block", "distributed", "logic"
@@ -312,7 +313,8 @@ class MatrixVectorUnit(wiring.Component):
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
         acc_w = Shape.cast(acc_shape).width
         m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
-                                                carry_adders=p.carry_adders, stages=p.pipeline)
+                                                compressor=p.compressor, carry_adders=p.carry_adders,
+                                                stages=p.pipeline)
         m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
                      lanes.en.eq(advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.

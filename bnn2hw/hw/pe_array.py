@@ -6,13 +6,17 @@ further stage is a register inside the trees (see :func:`cut_levels`). Every reg
 while ``en`` is 1, so a stalled MVU holds its whole pipeline; a new (x, w) pair is taken every
 cycle (initiation interval 1).
 
-Popcount shapes (binary input), chosen by the target (``MVUParams.lut_inputs`` / ``carry_adders``):
+Popcount shapes (binary input), chosen by the target (``MVUParams.lut_inputs``, ``compressor``,
+``carry_adders``):
 
-* ``lut_inputs=6`` (Xilinx, the default): the XNOR is merged into the first level, one full adder
+* default (``compressor=False``): ``lut_inputs``-bit pieces of the XNOR word counted by constant
+  lookup tables (a 6:3 compressor per piece for ``lut_inputs=6``), then a balanced adder tree. This
+  is the generic shape bnn2hw always had, and the fastest to simulate.
+* ``compressor=True, lut_inputs=6`` (Xilinx): the XNOR is merged into the first level, one full adder
   of three lanes per pair of 6-input LUTs (sum, carry), then 6:3 compressors (three 6-input LUTs,
   one per output bit) and full adders column by column (a Wallace tree), then one carry-chain adder
   of the last two rows. About 1.5–2 LUT6 per lane with Yosys' abc9 (docs/benchmarks.md).
-* ``lut_inputs=4`` (ECP5): XNOR merged into a half adder of two lanes per pair of 4-input LUTs, then
+* ``compressor=True, lut_inputs=4`` (ECP5): XNOR merged into a half adder of two lanes per pair of 4-input LUTs, then
   full adders (3-input LUTs) in a Wallace tree, then one carry-chain adder.
 * ``carry_adders=True`` (iCE40): XNOR bits summed by a balanced tree of carry-chain adders (one LUT4
   and one SB_CARRY per sum bit), which iCE40's carry logic makes the smallest.
@@ -53,16 +57,18 @@ class _Stager:
 _NO_STAGES = _Stager(None, None)
 
 
-def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage: int = 4, stager=None):
+def tree_sum(terms, m: Module | None = None, name: str = "sum", levels_per_stage: int = 4, stager=None,
+             first_level: int = 1):
     """Balanced adder tree (log depth, widths grow by one bit per level).
 
     With a module ``m``, every ``levels_per_stage`` levels the partial sums are named combinational
     signals. That changes no logic, but keeps each expression small: Amaranth infers shapes by walking
     whole expression trees, which would otherwise cost quadratic time on wide layers. ``stager``
-    (internal) registers the sums after chosen levels (pipeline cuts)."""
+    (internal) registers the sums after chosen levels (pipeline cuts); the first adder level is
+    numbered ``first_level``."""
     stager = stager or _NO_STAGES
     terms = list(terms)
-    level = 0
+    level = first_level - 1
     while len(terms) > 1:
         nxt = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         if len(terms) % 2:
@@ -101,9 +107,10 @@ def resize(value, width: int, signed_value: bool = False):
 POPCOUNT_CHUNK = 6
 
 
-def popcount(value, m: Module | None = None, name: str = "popcount", chunk: int = POPCOUNT_CHUNK):
+def popcount(value, m: Module | None = None, name: str = "popcount", chunk: int = POPCOUNT_CHUNK, stager=None):
     """Number of 1 bits of ``value``: ``chunk``-bit pieces counted by constant lookup tables (each a
-    chunk:log2(chunk+1) compressor that fits a LUT per output bit), then a balanced adder tree."""
+    chunk:log2(chunk+1) compressor that fits a LUT per output bit), then a balanced adder tree.
+    Pipeline cuts (``stager``): level 1 is the lookup level, then the adder levels."""
     counts = []
     for start in range(0, len(value), chunk):
         piece = value[start:start + chunk]
@@ -113,7 +120,9 @@ def popcount(value, m: Module | None = None, name: str = "popcount", chunk: int 
         else:
             table = Array(Const(bin(i).count("1"), width) for i in range(1 << len(piece)))
             counts.append(table[piece])
-    return tree_sum(counts, m, name)
+    if stager is not None and 1 in stager.cuts:
+        counts = stager.at(1, counts, name)
+    return tree_sum(counts, m, name, stager=stager, first_level=2)
 
 
 def lut_table(inputs: list, fn, width: int):
@@ -269,10 +278,11 @@ class PEArray(wiring.Component):
     """
 
     def __init__(self, pe: int, simd: int, pixel_bits: int, tail: int, field_width: int, *,
-                 lut_inputs: int = 6, carry_adders: bool = False, stages: int = 0):
+                 lut_inputs: int = 6, compressor: bool = False, carry_adders: bool = False, stages: int = 0):
         self._pe, self._simd, self._pixel_bits, self._tail = pe, simd, pixel_bits, tail
         self._field_width = field_width
         self._lut_inputs, self._carry_adders, self._stages = lut_inputs, carry_adders, stages
+        self._compressor = compressor and not carry_adders
         super().__init__({
             "x": In(simd * (pixel_bits or 1)),
             "w": In(pe * simd),
@@ -286,7 +296,9 @@ class PEArray(wiring.Component):
         """Tree levels before the output (where internal pipeline cuts may go)."""
         if self._pixel_bits or self._carry_adders:
             return tree_depth(self._simd)
-        return _compressor_levels(self._simd, self._lut_inputs)
+        if self._compressor:
+            return _compressor_levels(self._simd, self._lut_inputs)
+        return 1 + tree_depth(-(-self._simd // self._lut_inputs))
 
     def elaborate(self, platform):
         m = Module()
@@ -321,8 +333,10 @@ class PEArray(wiring.Component):
                 if self._carry_adders:
                     xnor = ~(w ^ self.x)
                     count = tree_sum([xnor[k] for k in range(simd)], m, f"popcount{j}", stager=stager)
-                else:
+                elif self._compressor:
                     count = compressor_popcount(w, self.x, m, f"popcount{j}", self._lut_inputs, stager)
+                else:
+                    count = popcount(~(w ^ self.x), m, f"popcount{j}", self._lut_inputs, stager)
                 fields.append(resize(count, self._field_width))
         value = Cat(*fields)
         for k in range(out_regs):

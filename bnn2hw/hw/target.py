@@ -4,14 +4,15 @@ A :class:`HardwareTarget` changes structure, never function: every target comput
 golden model computes (tests/test_pe_targets.py), with the same initiation interval K = NF·SF. It
 sets, per matrix-vector unit:
 
-* ``lut_inputs`` / ``carry_adders`` — the popcount tree (hw/pe_array.py): LUT6 compressors for
-  Xilinx, LUT4 full-adder trees for ECP5, carry-chain adder trees for iCE40;
+* ``lut_inputs`` / ``compressor`` / ``carry_adders`` — the popcount tree (hw/pe_array.py): LUT6
+  compressors for Xilinx, LUT4 full-adder trees for ECP5, carry-chain adder trees for iCE40, and
+  (the generic default) ``lut_inputs``-bit lookup pieces + an adder tree;
 * ``pipeline`` — register stages in the PE array. Each adds one cycle of latency per layer
   (``MVUParams.latency_cycles`` = K + 2 + pipeline) and none to the initiation interval;
 * ``input_buffers`` — 2 (the next input vector loads while one computes) or 1 (the producer's output
   register holds the next one; same initiation interval, half the buffer registers);
 * ``bram_min_bits`` — ROMs of at least this many bits get ``rom_style = "block"`` (block RAM),
-  smaller ones ``small_rom_style`` ("logic", or "distributed" LUT RAM where the family has it);
+  smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
   ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx).
 
 ``codegen.elaborate.layer_params(graph, target=...)`` applies it; ``None`` (the default) is
@@ -29,6 +30,7 @@ __all__ = ["HardwareTarget", "GENERIC", "XILINX_7", "ICE40_UP5K", "ECP5", "TARGE
 class HardwareTarget:
     name: str = "generic"
     lut_inputs: int = 6
+    compressor: bool = False
     carry_adders: bool = False
     pipeline: int = 0
     bram_min_bits: int | None = None
@@ -40,8 +42,10 @@ class HardwareTarget:
             raise ValueError(f"lut_inputs must be 4, 5 or 6, not {self.lut_inputs!r}")
         if not isinstance(self.pipeline, int) or not 0 <= self.pipeline <= 8:
             raise ValueError(f"pipeline must be 0..8, not {self.pipeline!r}")
-        if self.small_rom_style not in ("logic", "distributed", ""):
-            raise ValueError(f"small_rom_style must be 'logic', 'distributed' or '', not {self.small_rom_style!r}")
+        # Yosys 0.70 maps no ROM (a memory without write port) to Xilinx LUT RAM ("ROM mapping
+        # disabled"; rom_style="distributed" is an error), and a small ROM in logic is as small.
+        if self.small_rom_style not in ("logic", ""):
+            raise ValueError(f"small_rom_style must be 'logic' or '', not {self.small_rom_style!r}")
 
     def rom_style(self, bits: int) -> str:
         """``MVUParams.rom_style`` for a ROM of ``bits`` bits."""
@@ -51,8 +55,8 @@ class HardwareTarget:
 
     def mvu_options(self, weight_bits: int, const_bits: int) -> dict:
         """The ``MVUParams`` fields this target sets, for a unit with ROMs of these sizes."""
-        return dict(lut_inputs=self.lut_inputs, carry_adders=self.carry_adders, pipeline=self.pipeline,
-                    input_buffers=self.input_buffers,
+        return dict(lut_inputs=self.lut_inputs, compressor=self.compressor, carry_adders=self.carry_adders,
+                    pipeline=self.pipeline, input_buffers=self.input_buffers,
                     rom_style=self.rom_style(weight_bits), const_rom_style=self.rom_style(const_bits))
 
 
@@ -60,14 +64,14 @@ class HardwareTarget:
 GENERIC = HardwareTarget()
 #: Xilinx 7-series (LUT6, CARRY4, RAMB18/36, LUT RAM). Two stages: one register after the XNOR level,
 #: which keeps abc9 from restructuring across it (fewer LUTs), and one before the accumulator.
-XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, pipeline=2, bram_min_bits=4096, small_rom_style="distributed")
+XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2, bram_min_bits=4096)
 #: Lattice iCE40 UP5K (LUT4 + SB_CARRY, 30 × 4-kbit SB_RAM40_4K, no LUT RAM).
 #: One input buffer per unit: on a 5,280-cell part the second copy of every input vector (and its
 #: read multiplexer) costs more cells than the logic of the layers.
 ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=2, bram_min_bits=2048,
                             input_buffers=1)
 #: Lattice ECP5 (LUT4, CCU2C carry, 18-kbit DP16KD, DPR16X4 LUT RAM).
-ECP5 = HardwareTarget("ecp5", lut_inputs=4, pipeline=1, bram_min_bits=4096, small_rom_style="logic")
+ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic")
 
 TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
 _FAMILY = {"xilinx": XILINX_7, "ice40": ICE40_UP5K, "ecp5": ECP5, "generic": GENERIC}

@@ -6,7 +6,7 @@ are at most T. For each achievable SF the fewest SIMD lanes that give it are tak
 that then meet T; SIMD therefore grows first (up to the input width), PE only once SF = 1 cannot
 meet T alone. Among those candidates, and the same with PE and SIMD rounded up to divisors of the
 layer's widths (no padded lanes), the one with the smallest estimated cost wins: LUTs of the layer's
-unit plus its block RAMs in LUT equivalents (passes/resources.py, for ``family``); a divisor is taken
+unit plus its block RAMs and DSPs in LUT equivalents (passes/resources.py, for ``family``); a divisor is taken
 when it costs no more, a non-divisor only when it is cheaper. Stream units with a fixed rate (sliding
 windows, pools, the Flatten collector: ``codegen.stage_bounds``) bound T from below, and so does a
 fully unrolled layer (one cycle per output position).
@@ -16,6 +16,8 @@ fully unrolled layer (one cycle per output position).
   search over the distinct cycle counts the layers can have);
 * :func:`fit_check` / :func:`refold_to_fit` — does a folded design fit a device, and the fastest
   folding that does (:class:`~bnn2hw.errors.FitError` when none can).
+
+Every estimate is for the family's hardware target (hw/target.py), as a board build generates it.
 
 The result is a ``{layer: Folding}`` dict, which :func:`folding_file_dict` turns into an editable
 folding file (``{"_comment": …, "target": …, "layers": {"dense0": {"pe": 4, "simd": 16}}}``) that
@@ -38,13 +40,18 @@ from .pack import folds
 
 __all__ = ["fold_for_cycles", "fold_for_fps", "fold_for_budget", "fit_check", "refold_to_fit", "stream_bounds",
            "folding_cycles", "folding_lanes", "folding_file_dict", "write_folding_file", "DEFAULT_FAMILY",
-           "BRAM_LUT_EQUIVALENT", "DEFAULT_MARGIN", "COST_TOLERANCE"]
+           "BRAM_LUT_EQUIVALENT", "DSP_LUT_EQUIVALENT", "DEFAULT_MARGIN", "COST_TOLERANCE", "LANE_SLACK"]
 
 #: Family whose cost model picks between foldings of equal speed when none is given.
 DEFAULT_FAMILY = "ice40"
 #: LUTs one block RAM counts as when foldings are compared: the LUT/block ratio of a typical part
 #: (iCE40 UP5K 5,280/30, ECP5-85F 83,640/208, XC7Z020 53,200/140).
 BRAM_LUT_EQUIVALENT = {"ice40": 176.0, "ecp5": 402.0, "xilinx": 380.0}
+#: LUTs one DSP block counts as (UP5K 5,280/8, ECP5-85F 83,640/156, XC7Z020 53,200/220): a pixel layer's
+#: PEs each take one, and the UP5K has only 8.
+DSP_LUT_EQUIVALENT = {"ice40": 660.0, "ecp5": 536.0, "xilinx": 242.0}
+#: Candidates with more than LANE_SLACK × the fewest lanes (+ 16) are not costed.
+LANE_SLACK = 4.0
 #: Relative cost difference below which two foldings of a layer count as equally cheap.
 COST_TOLERANCE = 0.02
 #: Share of a device's LUTs and flip-flops a design may use (place and route needs room).
@@ -123,7 +130,8 @@ class _Chooser:
         key = (node.name, pe, simd)
         if key not in self._cost:
             unit = resources.layer_unit(node, pe, simd, self.family)
-            self._cost[key] = unit.luts + BRAM_LUT_EQUIVALENT[self.family] * unit.bram_blocks
+            self._cost[key] = (unit.luts + BRAM_LUT_EQUIVALENT[self.family] * unit.bram_blocks
+                               + DSP_LUT_EQUIVALENT[self.family] * unit.dsp)
         return self._cost[key]
 
     def candidates(self, node, k_max: int) -> list[Folding]:
@@ -149,8 +157,9 @@ class _Chooser:
     def choose(self, node, k_max: int) -> Folding:
         cands = self.candidates(node, k_max)
         fewest = min(c.pe * c.simd for c in cands)
-        # the cost model is evaluated on the candidates close to the fewest lanes only
-        close = [c for c in cands if c.pe * c.simd <= 1.5 * fewest + 8] or cands
+        # candidates with far more lanes than the fewest are never cheaper; the rest compete on cost
+        # (lanes alone would miss the per-PE cost: accumulators, result registers, a pixel PE's DSP)
+        close = [c for c in cands if c.pe * c.simd <= LANE_SLACK * fewest + 16] or cands
         costs = {c: self.cost(node, c.pe, c.simd) for c in close}
         best = min(costs.values())
         # within the model's resolution (2 %) costs are equal: then no padded lanes, then SIMD first
@@ -302,8 +311,8 @@ def _overflow_message(resource: str, need, cap, board: str, family: str, est, ma
                 f"--max-luts {_suggest_luts(cap, margin)} or a smaller --target-fps, or pick a larger board")
     if resource == "ffs":
         return (f"the design needs about {need:,} flip-flops but the {board} has {cap:,}; most of them are the "
-                "layers' input double buffers (2 × inputs × bits per layer), which folding does not change: "
-                "pick a larger board or a smaller model")
+                "layers' input buffers (inputs × bits, once or twice per layer) and output registers, which "
+                "folding does not change: pick a larger board or a smaller model")
     if resource == "bram_blocks":
         return (f"the design needs {_fmt(need)} block RAMs ({_BRAM_CELL[family]}, {est.bram_bits:,} bits of ROM and "
                 f"line buffers) but the {board} has {_fmt(cap)}: fold it more (--max-luts or a smaller "

@@ -1,41 +1,56 @@
 """Analytic resource estimate of a folded graph: LUTs, flip-flops, block RAM and DSPs per unit and in total.
 
 The estimate follows what the generated hardware builds (hw/mvu.py, hw/pe_array.py, hw/sliding_window.py,
-hw/maxpool.py, hw/collect.py) and how Yosys maps it (``bnn2hw.synth``: synth_ice40 -dsp, synth_ecp5,
-synth_xilinx -family xc7; LUTs counted as ``synth.Resources.luts`` counts them).
+hw/maxpool.py, hw/collect.py) for the family's hardware target (hw/target.py: popcount shape, pipeline
+stages, input buffers, ROM styles; ``target="generic"`` for the untargeted shape) and how Yosys maps
+it (``bnn2hw.synth``: synth_ice40 -dsp, synth_ecp5, synth_xilinx -family xc7; LUTs counted as
+``synth.Resources.luts`` counts them: ECP5 CCU2C = 2 and DPR16X4 = 6 LUT4s, Xilinx LUT RAM in LUT6 sites).
 
-* **Flip-flops** are counted register by register: an MVU's two input buffers (n_in·bits each), the
-  issue-stage word register (SIMD·bits), PE accumulators, the result and output registers (n_out bits,
-  or n_out scores), counters; a window unit's kh·kw window register and counters; the Flatten
-  collector's two frame registers; the data register of every ROM that becomes logic.
-* **Memories** are placed the way Yosys' ``memory_libmap`` places them (:func:`map_memory`): every
-  block-RAM geometry of the family is tried (iCE40 SB_RAM40_4K 256×16 … 2048×2; ECP5 DP16KD 1024×18 …
-  16384×1 and PDPW16KD 512×36; Xilinx RAMB18 / RAMB36 1024×18 … 32768×1 and 512×36 / 512×72), each
-  costing ``cost`` of the library file per block plus ½ per extra read-multiplexer input bit, against
-  soft logic at 1/16 per ROM bit (1 per RAM bit); the cheapest wins. ROMs never go into LUT RAM (the
-  Yosys libraries mark those ``prune_rom``); the line buffers of window units, which are written, may
-  (ECP5 TRELLIS_DPR16X4, Xilinx RAM32M/RAM64M). Columns that are constant over a ROM's rows (padding,
-  the sign bits of non-negative thresholds) are removed first, as Yosys' ``opt_mem`` does, and a
-  ROM that is read at one address only (NF·SF = 1, or NF = 1 for thresholds) is a constant.
-  A block count is ``ceil(mult_a·W / width)`` for the geometry (depth, width) with mult_a =
-  ``ceil(D / depth)``: ``ceil(W / width_at_depth(D))`` when one block is deep enough.
+* **Flip-flops** are counted register by register: an MVU's input buffers (``input_buffers`` × n_in·bits),
+  the issue-stage word register (SIMD·bits), PE accumulators, the result ((NF − 1)·PE bits or scores)
+  and output registers, the PE array's pipeline registers (``pipeline``; inside the trees the sums of
+  the cut level), counters; a window unit's kh·kw window register and counters; the Flatten collector's
+  two frame registers; the data register of every ROM that becomes logic and of every LUT-RAM line buffer.
+* **Memories** are placed the way Yosys' ``memory_libmap`` places them (:func:`map_memory`): a
+  ``rom_style`` the target sets ("block" at or above ``bram_min_bits``, else "logic") decides, and
+  without one every block-RAM geometry of the family is tried (iCE40 SB_RAM40_4K 256×16 … 2048×2;
+  ECP5 DP16KD 1024×18 … 16384×1 and PDPW16KD 512×36; Xilinx RAMB18 / RAMB36 1024×18 … 32768×1 and
+  512×36 / 512×72) at the library file's ``cost`` per block plus ½ per extra read-multiplexer bit,
+  against soft logic at 1/16 per ROM bit (1 per RAM bit); the cheapest wins. ROMs never go into LUT
+  RAM (the Yosys libraries mark it ``prune_rom``); the line buffers of window units, which are
+  written, may (ECP5 TRELLIS_DPR16X4, Xilinx RAM32M/RAM64M). Columns that are constant over a ROM's
+  rows (padding, the sign bits of −T) are removed first, as Yosys' ``opt_mem`` does, and a ROM read
+  at one address only (NF·SF = 1; NF = 1 for thresholds) is a constant. Blocks: ``ceil(mult_a·W /
+  width)`` for the chosen geometry (depth, width), mult_a = ``ceil(D / depth)``; that is
+  ``ceil(W / width_at_depth(D))`` when one block is deep enough.
 * **LUTs** are ``Σ coefficient·feature`` over a few features per unit (:func:`lut_features`):
-  XNOR-popcount lanes PE·SIMD, pixel lane bits PE·SIMD·bits, the word multiplexer in front of the PE
-  array (2·SF inputs per word bit), accumulator and comparator bits per PE, output-register bits,
-  the class-score argmax chain, ROMs that became logic (LUTs of a function of the address:
-  ceil(D / 2^k) per column, plus the multiplexers a LUT4 family needs), window multiplexers, pool
-  gates and a constant per unit; plus the LUTs of LUT RAM cells, counted exactly. The coefficients
-  are one table per family (:data:`COST_MODELS`), calibrated with ``python bench/calibrate_resources.py
-  --fit`` on Yosys runs of small designs (that script prints model beside measurement per design).
-* **DSPs**: binary and pixel layers use none (their multiplications are by constants 4, 2 and
-  2^bits − 1, which Yosys turns into shifts and adds). Only a class-score layer with an affine
-  (``ScoresDense.has_affine``: a last-layer BatchNorm or bias) has PE multipliers raw × scale, which
-  Yosys puts into DSP blocks (SB_MAC16 16×16, MULT18X18D 18×18, DSP48E1 25×18) when both operands
-  are at least 2 bits wide; ``UnitEstimate.dsp_note`` names them.
+  XNOR-popcount lanes PE·SIMD, pixel lane bits PE·SIMD·bits, lanes with constant weights, the word
+  multiplexer in front of the PE array (buffers·SF inputs per word bit), accumulator bits per PE
+  (threshold layers start at −T: no comparator), output-register bits, the result-group decoder, the
+  class-score argmax chain, ROMs that became logic (per column ceil(D / 2^k) LUTs, plus the 2:1
+  multiplexers a LUT4 family without wide-function muxes needs), window multiplexers, pool gates and
+  a constant per unit; plus the LUTs of LUT-RAM cells, counted exactly. The coefficients are one
+  table per family (:data:`COST_MODELS`), fitted by ``python bench/calibrate_resources.py --fit``
+  (one factor per :data:`FEATURE_GROUPS` group, so that nine Yosys runs per family determine them).
+* **DSPs** hold Yosys' multiplications that pass mul2dsp's size limits (both operands ≥ 2 bits;
+  product ≥ 11 bits on iCE40, ≥ 9 on Xilinx): a pixel layer's D·(2C − V) with D = 2^bits − 1, one per
+  PE (none for 1-bit pixels), and the raw × scale of a class-score layer with an affine head, one per
+  PE; binary layers use none. ``UnitEstimate.dsp_note`` names them; on the iCE40 UP5K (8 SB_MAC16) a
+  pixel layer with more than 8 PEs whose products reach 11 bits does not fit.
 
-Measured error (bench/calibrate_resources.py, YoWASP Yosys 0.70, 9 designs per family, hardware as of
-this module's calibration): see :data:`CALIBRATION` for the numbers; the model is meant for choosing
-foldings and checking fit, not for sign-off: place-and-route reports the truth.
+**Measured error** (bench/calibrate_resources.py; YoWASP Yosys 0.70; hardware of 2026-12-02 with its
+hw/target.py shapes; 9 calibration designs per family: the digits MLP with three foldings, a fully
+unrolled MLP, an odd-sized one, an 8-bit affine-head one, the digits CNN with two foldings and a
+random CNN). Block RAMs and DSPs: exact on all 27 runs. Flip-flops: within +1 … +10 % (the model is
+a little high). LUTs, in the fit: mean 2.9 / 4.9 / 5.0 %, worst 7.2 / 9.2 / 12.6 % (iCE40 / ECP5 /
+Xilinx); each design predicted by a fit without it (leave-one-out): mean 7.4 / 14.6 / 15.1 %, worst
+16 / 39 / 54 % (the worst is the fully unrolled design, the only one with constant weights). On 3
+designs the fit never saw (the digits MLP and CNN folded by passes/autofold.py, another random CNN):
+mean 3.9 / 14.1 / 7.1 %, worst 5.9 / 34.9 / 12.2 % (the worst: the MLP's 5-bit layer at PE = 64,
+SIMD = 2, whose 64 pixel PEs ECP5 builds with DSPs and fewer LUTs than modelled); flip-flops within
++20 %; block RAM and DSP exact (:data:`CALIBRATION`). The model is for choosing foldings and
+checking fit, not for sign-off: place and route reports the truth, and a hardware change needs a
+re-calibration (one command, above).
 
 Device capacities (:data:`DEVICES`) are the vendors' data-sheet numbers; nextpnr's "Device
 utilisation" table shows the same available counts for the Lattice parts.
@@ -202,23 +217,38 @@ def map_memory(name: str, width: int, depth: int, family: str, lanes: int = 0, l
 #: LUTs per unit of each feature of lut_features(), per family. Refit with
 #: ``python bench/calibrate_resources.py --fit`` after a hardware change and paste its output here.
 COST_MODELS: dict[str, dict[str, float]] = {
-    "ice40": {"popcount_lanes": 3.5, "pixel_lane_bits": 2.0, "select_mux": 1.0, "acc_bits": 2.0,
-              "pixel_combine_bits": 3.0, "score_bits": 1.5, "argmax_bits": 2.0,
-              "out_bits": 1.0, "nf_decoder": 0.4, "rom_logic": 1.0, "mvu_control": 40.0, "window_mux": 1.0, "window_control": 60.0,
-              "ram_logic": 1.0, "pool_inputs": 0.4, "collect_control": 10.0, "mul_bits": 1.0},
-    "ecp5": {"popcount_lanes": 3.0, "pixel_lane_bits": 2.0, "select_mux": 0.6, "acc_bits": 2.0,
-             "pixel_combine_bits": 3.0, "score_bits": 1.5, "argmax_bits": 2.0,
-             "out_bits": 1.0, "nf_decoder": 0.4, "rom_logic": 1.0, "mvu_control": 40.0, "window_mux": 0.6, "window_control": 60.0,
-             "ram_logic": 1.0, "pool_inputs": 0.4, "collect_control": 10.0, "mul_bits": 1.0},
-    "xilinx": {"popcount_lanes": 2.0, "pixel_lane_bits": 1.2, "select_mux": 0.35, "acc_bits": 1.2,
-               "pixel_combine_bits": 2.0, "score_bits": 1.0, "argmax_bits": 1.2,
-               "out_bits": 0.6, "nf_decoder": 0.25, "rom_logic": 1.0, "mvu_control": 30.0, "window_mux": 0.35, "window_control": 40.0,
-               "ram_logic": 0.4, "pool_inputs": 0.25, "collect_control": 8.0, "mul_bits": 0.6},
+    "ice40": {"const_lanes": 1.795, "popcount_lanes": 3.88, "pixel_lane_bits": 2.217, "select_mux": 0.476,
+        "acc_bits": 0.651, "pixel_combine_bits": 0.977, "score_bits": 0.489, "argmax_bits": 0.651,
+        "out_bits": 0.476, "nf_decoder": 0.19, "rom_logic": 1.155, "mvu_control": 67.08, "window_mux": 0.476,
+        "window_control": 100.62, "ram_logic": 1.155, "pool_inputs": 0.19, "collect_control": 16.77,
+        "mul_bits": 0.326},
+    "ecp5": {"const_lanes": 0.622, "popcount_lanes": 3.316, "pixel_lane_bits": 2.211, "select_mux": 0.413,
+        "acc_bits": 2.202, "pixel_combine_bits": 3.302, "score_bits": 1.651, "argmax_bits": 2.202,
+        "out_bits": 0.689, "nf_decoder": 0.276, "rom_logic": 1.68, "mvu_control": 64.477, "window_mux": 0.413,
+        "window_control": 96.715, "ram_logic": 1.68, "pool_inputs": 0.276, "collect_control": 16.119,
+        "mul_bits": 1.101},
+    "xilinx": {"const_lanes": 0.823, "popcount_lanes": 2.183, "pixel_lane_bits": 1.31, "select_mux": 0.295,
+        "acc_bits": 0.649, "pixel_combine_bits": 1.081, "score_bits": 0.541, "argmax_bits": 0.649,
+        "out_bits": 0.505, "nf_decoder": 0.211, "rom_logic": 1.709, "mvu_control": 45.246, "window_mux": 0.295,
+        "window_control": 60.328, "ram_logic": 0.683, "pool_inputs": 0.211, "collect_control": 12.066,
+        "mul_bits": 0.324},
 }
 
-#: How well COST_MODELS matched Yosys when last calibrated (bench/calibrate_resources.py): LUT error
-#: |model − Yosys| / Yosys, mean and worst over the calibration designs, per family.
-CALIBRATION: dict[str, dict] = {}
+#: How well COST_MODELS matched Yosys when last calibrated (bench/calibrate_resources.py --fit; relative
+#: LUT error |model − Yosys| / Yosys): on the 9 calibration designs in the fit and leave-one-out, and
+#: on 3 held-out designs; ``lut_error_max`` (the worse of fit and held-out) is what fit_check quotes.
+#: Block RAMs and DSPs were exact on all 36 runs, flip-flops within +1 … +20 % (the model is high).
+CALIBRATION: dict[str, dict] = {
+    "ice40": {"designs": 9, "lut_error_fit_mean": 0.029, "lut_error_fit_max": 0.072, "lut_error_loo_mean": 0.074,
+              "lut_error_loo_max": 0.157, "holdout_designs": 3, "lut_error_holdout_mean": 0.039,
+              "lut_error_holdout_max": 0.059, "lut_error_max": 0.072},
+    "ecp5": {"designs": 9, "lut_error_fit_mean": 0.049, "lut_error_fit_max": 0.092, "lut_error_loo_mean": 0.146,
+             "lut_error_loo_max": 0.393, "holdout_designs": 3, "lut_error_holdout_mean": 0.141,
+             "lut_error_holdout_max": 0.349, "lut_error_max": 0.349},
+    "xilinx": {"designs": 9, "lut_error_fit_mean": 0.050, "lut_error_fit_max": 0.126, "lut_error_loo_mean": 0.151,
+               "lut_error_loo_max": 0.542, "holdout_designs": 3, "lut_error_holdout_mean": 0.071,
+               "lut_error_holdout_max": 0.122, "lut_error_max": 0.126},
+}
 
 #: DSP primitive per family and Yosys' mul2dsp limits (synth_ice40 -dsp, synth_ecp5, synth_xilinx):
 #: (cell, widest A, widest B, narrowest A and B, narrowest product Y).
@@ -407,8 +437,13 @@ def _pipeline_ffs(m: _MVU, target) -> int:
     except ImportError:          # pragma: no cover
         cuts, out_regs = set(), stages
     ffs = out_regs * m.pe * m.acc_w + stages * (3 + _bits(m.nf))
+    # constant weights (one ROM row): equal sums of different PEs are one register, c_ones is constant
+    copies = min(m.pe, 3) if m.nf * m.sf == 1 else m.pe
     for level in cuts:           # registers inside the trees: the sums at that level
         terms = -(-m.simd // (1 << level))
+        if m.nf * m.sf == 1:
+            ffs += copies * terms * (m.lane + level)
+            continue
         if m.pixel_bits:         # p_sum and c_ones per PE, q_sum and n_valid once
             ffs += m.pe * terms * (m.pixel_bits + level + 1 + level) + terms * (m.pixel_bits + level) \
                 + _bits(m.simd + 1)
@@ -425,13 +460,19 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
     in_bits = m.n_in * m.lane
     f = dict.fromkeys(COST_MODELS[family], 0.0)
     lanes = m.pe * m.simd
-    if m.pixel_bits:
+    nbuf = getattr(target, "input_buffers", 2) if target is not None else 2
+    if m.nf * m.sf == 1:
+        # one weight row: the weights are constants, the XNORs vanish and equal sums are shared
+        f["const_lanes"] = lanes * m.lane
+        if m.pixel_bits:
+            f["pixel_combine_bits"] = m.pe * m.acc_w
+    elif m.pixel_bits:
         f["pixel_lane_bits"] = lanes * m.pixel_bits + word_w        # PE p_sum trees + the shared q_sum
         f["popcount_lanes"] = lanes                                  # c_ones
         f["pixel_combine_bits"] = m.pe * m.acc_w                     # 4P − 2Q − D(2C − V) per PE
     else:
         f["popcount_lanes"] = lanes
-    f["select_mux"] = max(in_bits, 2 * in_bits - word_w)             # two buffers × SF words → one word
+    f["select_mux"] = max(0, nbuf * in_bits - word_w)                # buffers × SF words → one word
     f["acc_bits"] = m.pe * m.acc_w                                   # accumulate (from −T or 0)
     field_w = m.score_w if m.scores else 1
     f["out_bits"] = m.n_out * field_w                                # result / output register loads
@@ -469,7 +510,7 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
             f["mul_bits"] += count * a * b
     note = f"{m.name}: " + "; ".join(notes) if notes else ""
     f["rom_logic"] = sum(mem.logic_luts for mem in memories)
-    ffs = (2 * in_bits + 4 + 2 * (_bits(m.sf) + _bits(m.nf)) + _bits(m.nf * m.sf) + 3 + word_w
+    ffs = (nbuf * in_bits + 4 + 2 * (_bits(m.sf) + _bits(m.nf)) + _bits(m.nf * m.sf) + 3 + word_w
            + m.pe * m.acc_w + (m.nf - 1) * m.pe * field_w + m.n_out * field_w + 1
            + sum(mem.ffs for mem in memories) + _pipeline_ffs(m, target))
     return _unit(m.name, "mvu", f, family, ffs, memories, dsp, note)
@@ -567,6 +608,7 @@ def lut_features(graph: Graph, family: str, target=None) -> dict[str, float]:
 #: Yosys runs determine the factors; the ratios inside a group stay as derived from the hardware.
 FEATURE_GROUPS = {
     "lanes": ("popcount_lanes", "pixel_lane_bits"),
+    "constant weights": ("const_lanes",),
     "arith": ("acc_bits", "pixel_combine_bits", "score_bits", "argmax_bits", "mul_bits"),
     "mux": ("select_mux", "window_mux", "out_bits", "nf_decoder", "pool_inputs"),
     "rom": ("rom_logic", "ram_logic"),
