@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .board.boards import BOARDS
 from .errors import Bnn2hwError
 
 __all__ = ["main", "cli"]
@@ -53,7 +54,6 @@ def cli(ctx, debug):
 _model_arg = click.argument("model", type=click.Path(path_type=Path))
 _folding_opt = click.option("--folding", "folding", type=click.Path(path_type=Path), default=None,
                             help='JSON folding file overriding PE/SIMD per layer: {"dense0": {"pe": 4, "simd": 16}}.')
-_BOARD_NAMES = ("icebreaker", "ulx3s-12f", "ulx3s-25f", "ulx3s-45f", "ulx3s-85f")   # bnn2hw.board.BOARDS
 
 
 def _layer_table(report: dict) -> Table:
@@ -77,7 +77,7 @@ def _layer_table(report: dict) -> Table:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output directory (default: build/<model name>, or build/<model name>-<board>).")
 @click.option("--board", default=None, metavar="NAME",
-              help="Also build a bitstream for this board: " + ", ".join(_BOARD_NAMES) + ".")
+              help="Also build a bitstream for this board: " + ", ".join(BOARDS) + ".")
 @_folding_opt
 @click.option("--target-fps", type=float, default=None,
               help="Choose PE/SIMD per layer for at least this many frames/s at the clock (fewest resources).")
@@ -94,10 +94,10 @@ def _layer_table(report: dict) -> Table:
 def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz, family, baud, inputs):
     """Compile MODEL.pt to Verilog, report.json/.md and a verification input/output pair; with
     --board, also to a bitstream with its synthesis and place-and-route logs."""
-    from .compiler import DEFAULT_CLOCK_MHZ, compile_model, load_inputs, report_dict, write_output_dir
+    from .compiler import DEFAULT_CLOCK_MHZ, compile_model, load_inputs, write_output_dir
     board_obj = None
     if board is not None:
-        from .board import get_board
+        from .board.boards import get_board
         board_obj = get_board(board)
     out_dir = out_dir or Path("build") / (model.stem + (f"-{board_obj.name}" if board_obj else ""))
     x = load_inputs(inputs) if inputs is not None else None

@@ -106,7 +106,7 @@ def compile_model(model_path: str | Path, *, folding_file: str | Path | None = N
         overrides = load_folding_file(folding_file)
     elif target_fps is not None:
         fold = steps.run("choose folding for the target frame rate", autofold.fold_for_fps, graph, target_fps,
-                         clock_mhz)
+                         clock_mhz, family)
         overrides = _as_overrides(fold)
         note = {"target_fps": target_fps, "clock_mhz": clock_mhz}
     elif max_luts is not None:

@@ -11,8 +11,9 @@ from ..passes.pack import channel_rom, signed_width, weight_rom
 __all__ = ["layer_params", "stage_params", "stage_bounds", "build_network", "constant_widths"]
 
 
-def _score_range(node: ScoresDense) -> tuple[int, int]:
-    # raw score: the signed pixel sum itself, or s = 2p - N for bits (range ±N)
+def score_range(node: ScoresDense) -> tuple[int, int]:
+    """Range of a class score as the hardware computes it: the raw score (the signed pixel sum, or
+    s = 2p − N for bits, range ±N), then scale·raw + offset when the layer is affine."""
     raw_lo, raw_hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
     if node.input_kind != PIXELS:
         raw_lo = -raw_hi
@@ -43,7 +44,7 @@ def layer_params(graph: Graph, target: HardwareTarget | str | None = None) -> li
             params.append(MVUParams(**common, threshold_rows=tuple(channel_rom(node.thresholds, f.pe, tw)),
                                     threshold_width=tw))
         else:
-            lo, hi = _score_range(node)
+            lo, hi = score_range(node)
             extra = {}
             if node.has_affine:
                 sw = signed_width(int(node.scale.min()), int(node.scale.max()))

@@ -349,17 +349,6 @@ class _MVU:
     lane = property(lambda self: self.pixel_bits or 1)
 
 
-def _score_range(node: ScoresDense) -> tuple[int, int]:
-    # the same as codegen.elaborate._score_range: raw scores ±N (bits) or the pixel sum, then the affine
-    raw_lo, raw_hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
-    if node.input_kind != PIXELS:
-        raw_lo = -raw_hi
-    if not node.has_affine:
-        return raw_lo, raw_hi
-    ends = [int(s) * r + int(o) for s, o in zip(node.scale, node.offset) for r in (raw_lo, raw_hi)]
-    return min(min(ends), raw_lo), max(max(ends), raw_hi)
-
-
 def _signed_bits(lo: int, hi: int) -> int:
     return 1 + max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0)
 
@@ -370,6 +359,7 @@ def _mvu_shape(node, pe: int, simd: int) -> _MVU:
     common = dict(name=node.name, n_in=node.in_features, n_out=node.out_features, pe=pe, simd=simd,
                   pixel_bits=node.in_bits if pixel else 0)
     if isinstance(node, ScoresDense):
+        from ..codegen.elaborate import score_range     # the hardware's own definition (lazy: no cycle)
         acc_w = max(lo.bit_length(), hi.bit_length()) + 2 if pixel else hi.bit_length()
         raw_lo = lo if pixel else -hi
         extra = {}
@@ -377,7 +367,7 @@ def _mvu_shape(node, pe: int, simd: int) -> _MVU:
             extra = dict(raw_w=signed_width(raw_lo, hi),
                          scale_w=signed_width(int(node.scale.min()), int(node.scale.max())),
                          offset_w=signed_width(int(node.offset.min()), int(node.offset.max())))
-        return _MVU(**common, acc_w=acc_w, scores=True, score_w=signed_width(*_score_range(node)), **extra)
+        return _MVU(**common, acc_w=acc_w, scores=True, score_w=signed_width(*score_range(node)), **extra)
     t_lo, t_hi = int(node.thresholds.min()), int(node.thresholds.max())
     # hw/mvu.py: the accumulator starts at −T, so it spans acc range + (−T) range, signed
     acc_w = _signed_bits(min(lo, 0) + min(-t_hi, 0), max(hi, 0) + max(-t_lo, 0))

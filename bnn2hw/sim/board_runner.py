@@ -22,7 +22,7 @@ from ..board_protocol import (DESCRIPTOR_LENGTH, INFO_REQUEST, Descriptor, decod
                               parse_descriptor)
 from ..errors import BoardError, SimulationError
 from ..hw.board_top import BOARD_TOP_NAME
-from .cocotb_runner import _BUILD_ARGS, _environment, _failure_messages, _log_tail, _unoptimized_make
+from .cocotb_runner import _unoptimized_make, run_cocotb
 from .cocotb_uart_bench import BOARD_PARAMS_ENV
 from .tools import find_simulator
 
@@ -139,8 +139,6 @@ def run_board_top_rtl(verilog_path, frames, descriptor: Descriptor, *, divisor: 
     :class:`SimulationError` if the board stops sending for ``max_idle_cycles`` cycles after the last
     rx byte, or if its replies are malformed, missing or more than requested.
     """
-    from cocotb_tools.runner import get_runner
-
     env = find_simulator(simulator)
     if quick_build and simulator == "verilator":
         env = _unoptimized_make(env)
@@ -149,35 +147,15 @@ def run_board_top_rtl(verilog_path, frames, descriptor: Descriptor, *, divisor: 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     files = {name: build_dir / f"board_{name}" for name in ("schedule.npy", "results.npz", "params.json")}
-    results_xml, build_log, test_log = build_dir / "results.xml", build_dir / "build.log", build_dir / "test.log"
-    for stale in (files["results.npz"], results_xml):
-        stale.unlink(missing_ok=True)
     np.save(files["schedule.npy"], schedule.rx)
     files["params.json"].write_text(json.dumps({
         "schedule": str(files["schedule.npy"]), "results": str(files["results.npz"]), "divisor": divisor,
         "rx_skew": rx_skew, "expected_bytes": expected, "max_idle_cycles": max_idle_cycles,
         "settle_cycles": 4 * 10 * divisor * max(DESCRIPTOR_LENGTH, descriptor.reply_length)}))
 
-    with _environment(env):
-        runner = get_runner(simulator)
-        runner.log.disabled = True
-        try:
-            runner.build(sources=[Path(verilog_path).resolve()], hdl_toplevel=BOARD_TOP_NAME, build_dir=build_dir,
-                         timescale=("1ns", "1ps"), always=True, log_file=build_log,
-                         build_args=_BUILD_ARGS.get(simulator, []))
-        except (RuntimeError, SystemExit):
-            raise SimulationError(f"{simulator} could not compile {verilog_path}:\n{_log_tail(build_log)}") from None
-        try:
-            runner.test(hdl_toplevel=BOARD_TOP_NAME, test_module="bnn2hw.sim.cocotb_uart_bench", build_dir=build_dir,
-                        test_dir=build_dir, results_xml=str(results_xml), log_file=test_log,
-                        extra_env={BOARD_PARAMS_ENV: str(files["params.json"]), "COCOTB_REWRITE_ASSERTION_FILES": ""})
-        except (RuntimeError, SystemExit):
-            pass    # judged below from the results files and the log
-
-    failures = [m for m in _failure_messages(results_xml) if m]
-    if failures or not files["results.npz"].is_file():
-        detail = "\n".join(failures) if failures else _log_tail(test_log)
-        raise SimulationError(f"the {simulator} simulation of {verilog_path} failed:\n{detail}")
+    run_cocotb(verilog_path, BOARD_TOP_NAME, "bnn2hw.sim.cocotb_uart_bench", simulator=simulator,
+               build_dir=build_dir, env=env, extra_env={BOARD_PARAMS_ENV: str(files["params.json"])},
+               results=files["results.npz"])
     with np.load(files["results.npz"]) as r:
         tx, tx_cycles, tx_leds = r["tx_bytes"], r["tx_cycles"], r["tx_leds"]
         rx_end = r["rx_end_cycles"]

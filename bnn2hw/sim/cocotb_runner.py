@@ -20,7 +20,7 @@ from .amaranth_sim import SimResult
 from .cocotb_bench import PARAMS_ENV
 from .tools import find_simulator
 
-__all__ = ["run_rtl"]
+__all__ = ["run_rtl", "run_cocotb"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _LOG_TAIL = 15
@@ -54,12 +54,6 @@ def _environment(changes: dict[str, str]):
                 os.environ[key] = value
 
 
-def _test_env(params: Path) -> dict[str, str]:
-    # cocotb would otherwise parse and rewrite every imported module (numpy, torch) for pytest-style
-    # assertion messages, which makes the simulator start several times slower.
-    return {PARAMS_ENV: str(params), "COCOTB_REWRITE_ASSERTION_FILES": ""}
-
-
 def _log_tail(log: Path) -> str:
     """The lines of a tool log that explain a failure: errors and (fatal) Verilator warnings if any,
     else its last lines."""
@@ -83,6 +77,39 @@ def _unoptimized_make(env: dict[str, str]) -> dict[str, str]:
                                 "OPT_GLOBAL=-O0"}
 
 
+def run_cocotb(verilog_path, top: str, test_module: str, *, simulator: str, build_dir: Path, env: dict[str, str],
+               extra_env: dict[str, str], results: Path) -> None:
+    """Build ``verilog_path`` (top module ``top``) in ``simulator`` and run the cocotb bench ``test_module``
+    in ``build_dir``; the bench writes ``results``. Raises :class:`SimulationError` with the tool's own
+    lines if the build fails, or the bench's failure messages if it fails or writes no results."""
+    from cocotb_tools.runner import get_runner
+
+    results_xml, build_log, test_log = build_dir / "results.xml", build_dir / "build.log", build_dir / "test.log"
+    for stale in (results, results_xml):
+        stale.unlink(missing_ok=True)
+    with _environment(env):
+        runner = get_runner(simulator)
+        runner.log.disabled = True      # its messages duplicate the SimulationError raised below
+        try:
+            runner.build(sources=[Path(verilog_path).resolve()], hdl_toplevel=top, build_dir=build_dir,
+                         timescale=("1ns", "1ps"), always=True, log_file=build_log,
+                         build_args=_BUILD_ARGS.get(simulator, []))
+        except (RuntimeError, SystemExit):
+            raise SimulationError(f"{simulator} could not compile {verilog_path}:\n{_log_tail(build_log)}") from None
+        try:
+            runner.test(hdl_toplevel=top, test_module=test_module, build_dir=build_dir, test_dir=build_dir,
+                        results_xml=str(results_xml), log_file=test_log,
+                        # cocotb would otherwise rewrite every imported module (numpy, torch) for
+                        # pytest-style assertion messages: a several times slower simulator start
+                        extra_env={**extra_env, "COCOTB_REWRITE_ASSERTION_FILES": ""})
+        except (RuntimeError, SystemExit):
+            pass    # judged below from the results files and the log
+    failures = [m for m in _failure_messages(results_xml) if m]
+    if failures or not results.is_file():
+        detail = "\n".join(failures) if failures else _log_tail(test_log)
+        raise SimulationError(f"the {simulator} simulation of {verilog_path} failed:\n{detail}")
+
+
 def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: int, class_width: int, *,
             simulator: str, build_dir, input_gaps: bool = False, backpressure: bool = False, seed: int = 0,
             top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000, beats_per_frame: int = 1,
@@ -95,8 +122,6 @@ def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: 
     ``build_dir`` must not be shared between concurrent calls. The run fails with
     :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles.
     """
-    from cocotb_tools.runner import get_runner
-
     env = find_simulator(simulator)
     if quick_build and simulator == "verilator":
         env = _unoptimized_make(env)
@@ -104,9 +129,6 @@ def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: 
     build_dir.mkdir(parents=True, exist_ok=True)
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
     files = {name: build_dir / f"bench_{name}" for name in ("inputs.npy", "results.npz", "params.json")}
-    results_xml, build_log, test_log = build_dir / "results.xml", build_dir / "build.log", build_dir / "test.log"
-    for stale in (files["results.npz"], results_xml):
-        stale.unlink(missing_ok=True)
     np.save(files["inputs.npy"], inputs)
     files["params.json"].write_text(json.dumps({
         "inputs": str(files["inputs.npy"]), "results": str(files["results.npz"]), "n": len(inputs),
@@ -114,26 +136,8 @@ def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: 
         "class_width": class_width, "input_gaps": input_gaps, "backpressure": backpressure, "seed": seed,
         "max_idle_cycles": max_idle_cycles, "beats_per_frame": beats_per_frame}))
 
-    with _environment(env):
-        runner = get_runner(simulator)
-        runner.log.disabled = True      # its messages duplicate the SimulationError raised below
-        try:
-            runner.build(sources=[Path(verilog_path).resolve()], hdl_toplevel=top, build_dir=build_dir,
-                         timescale=("1ns", "1ps"), always=True, log_file=build_log,
-                         build_args=_BUILD_ARGS.get(simulator, []))
-        except (RuntimeError, SystemExit):
-            raise SimulationError(f"{simulator} could not compile {verilog_path}:\n{_log_tail(build_log)}") from None
-        try:
-            runner.test(hdl_toplevel=top, test_module="bnn2hw.sim.cocotb_bench", build_dir=build_dir,
-                        test_dir=build_dir, results_xml=str(results_xml), log_file=test_log,
-                        extra_env=_test_env(files["params.json"]))
-        except (RuntimeError, SystemExit):
-            pass    # judged below from the results files and the log
-
-    failures = [m for m in _failure_messages(results_xml) if m]
-    if failures or not files["results.npz"].is_file():
-        detail = "\n".join(failures) if failures else _log_tail(test_log)
-        raise SimulationError(f"the {simulator} simulation of {verilog_path} failed:\n{detail}")
+    run_cocotb(verilog_path, top, "bnn2hw.sim.cocotb_bench", simulator=simulator, build_dir=build_dir, env=env,
+               extra_env={PARAMS_ENV: str(files["params.json"])}, results=files["results.npz"])
     with np.load(files["results.npz"]) as r:
         return SimResult(scores=r["scores"], classes=r["classes"], in_cycles=tuple(int(c) for c in r["in_cycles"]),
                          out_cycles=tuple(int(c) for c in r["out_cycles"]))
