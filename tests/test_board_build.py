@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def test_failed_tool_run_shows_the_tools_error_lines(tiny, tmp_path):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     out = tmp_path / "out"
     result = run("compile", tiny, "--board", "icebreaker", "--out", out, env={"YOSYS": str(fake)})
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exc_info)
     text = result.stderr or result.output
     [line] = error_lines(result)
     assert "synthesis (yosys) for icebreaker failed" in line
@@ -87,6 +88,27 @@ def test_failed_tool_run_shows_the_tools_error_lines(tiny, tmp_path):
     assert not out.exists()
     kept = re.search(r"full log: (\S+)\)", text)[1]
     assert Path(kept).is_file()
+
+
+@pytest.mark.parametrize("board_name, clock_mhz", [("icebreaker", None), ("icebreaker", 24.0), ("ulx3s-85f", 50.0)])
+def test_board_design_uses_no_deprecated_amaranth_api(tiny, board_name, clock_mhz):
+    # The board wrapper (pins, LEDs, PLL) is exported the way a build exports it, with every warning
+    # an error: a deprecated platform.request once failed builds depending on warning filters.
+    from bnn2hw.board.boards import BOARDS
+    from bnn2hw.board.build import NAME, BoardDesign
+    from bnn2hw.board.pll import pll_settings
+    from bnn2hw.compiler import compile_model
+    board = BOARDS[board_name]
+    stages = compile_model(tiny, board=board).stages
+    pll = pll_settings(board.family, board.clock_mhz, clock_mhz) if clock_mhz else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = board.platform().prepare(BoardDesign(stages, board, clock_mhz or board.clock_mhz, pll, 115200),
+                                        name=NAME)
+    netlist = plan.files[f"{NAME}.il"]
+    assert (("SB_PLL40_PAD" if board.family == "ice40" else "EHXPLLL") in netlist) == (pll is not None)
+    pins = plan.files[f"{NAME}.{'pcf' if board.family == 'ice40' else 'lpf'}"]
+    assert all(f"{pin}__io" in pins for pin in ("uart_0__rx", "uart_0__tx", "led_0"))
 
 
 def test_unknown_board_lists_the_boards(tmp_path):

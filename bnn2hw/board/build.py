@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
+from amaranth.lib import io
 
 from ..errors import Bnn2hwError, ToolError
 from ..synth.nextpnr import PnrResult, parse_nextpnr_log
@@ -70,14 +71,22 @@ class BoardDesign(Elaboratable):
         m = Module()
         if self._pll is not None:
             # SB_PLL40_PAD takes the raw pad; EHXPLLL a buffered input.
-            raw = self._board.family == "ice40"
-            clk = platform.request(platform.default_clk, dir="-" if raw else "i")
-            m.submodules.clocking = PLLClockDomain(self._pll, clk.io if raw else clk.i)
+            clk = platform.request(platform.default_clk, dir="-")
+            if self._board.family == "ice40":
+                clk_in = clk.io
+            else:
+                m.submodules.clk_buf = clk_buf = io.Buffer("i", clk)
+                clk_in = clk_buf.i
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clocking = PLLClockDomain(self._pll, clk_in)
         m.submodules.board_top = top = self.top
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]
         for k in range(self.n_leds):
-            m.d.comb += platform.request("led", k).o.eq(top.leds[k])
+            m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+            m.d.comb += led.o.eq(top.leds[k])
         return m
 
 

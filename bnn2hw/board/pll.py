@@ -69,7 +69,8 @@ def pll_settings(family: str, input_mhz: float, output_mhz: float) -> PLLSetting
 
 
 class PLLClockDomain(Elaboratable):
-    """Drives clock domain ``sync`` from a PLL fed by the board oscillator ``clk_in``.
+    """Drives clock domain ``sync`` (the parent defines it, above every module that uses it) from a
+    PLL fed by the board oscillator ``clk_in``.
 
     ``sync`` is held in reset until the PLL has been locked for ``RESET_DELAY_US`` (iCE40 block RAMs
     read as zero for about 3 µs after configuration; Amaranth's own power-on reset waits 15 µs too).
@@ -86,7 +87,6 @@ class PLLClockDomain(Elaboratable):
     def elaborate(self, platform):
         s = self._settings
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         locked, clk_out = Signal(), Signal()
         params = {f"p_{k}": v for k, v in s.parameters}
         if s.family == "ice40":
