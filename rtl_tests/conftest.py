@@ -67,3 +67,18 @@ def compile_model(tmp_path):
         verilog = export_verilog(build_network(graph), tmp_path / "rtl", spec.input_bits)
         return CompiledModel(spec, model, x, graph, verilog)
     return compile_
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Verilator compiles C++ for every model (about 25 s each on 2 cores): in the default tier it runs
+    only on the seeds a test module lists in ``VERILATOR_DEFAULT_SEEDS``, the others move to the slow
+    tier (``make test-slow``). Icarus runs every seed in every tier."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        keep = getattr(item.module, "VERILATOR_DEFAULT_SEEDS", None)
+        if (callspec is None or keep is None or callspec.params.get("simulator") != "verilator"
+                or "seed" not in callspec.params):
+            continue
+        if callspec.params["seed"] not in keep:
+            item.add_marker(pytest.mark.slow)

@@ -21,6 +21,9 @@ from bnn2hw.testing import build_random_conv_model, torch_forward
 # one and two convolutions, strides 1 and 2, pads ±1, non-square kernels, OR and AND pools (seed 11: pooled
 # before a BatchNorm with γ < 0), 1-3 dense layers.
 SEEDS = (1, 3, 4, 6, 7, 11)
+#: Verilator's default-tier seeds (conftest.py): 3-bit pixels, and 1-bit pixels with the AND pool; all six
+#: run on Icarus, and on Verilator with -m slow.
+VERILATOR_DEFAULT_SEEDS = (1, 11)
 
 
 def compile_conv(seed: int, directory, n: int = 32, lanes: int = 1024):

@@ -22,6 +22,8 @@ from bnn2hw.testing import torch_forward
 # BatchNorm, biases, prime widths, a 2064-bit input payload (seed 108), one-row ROMs (seed 34: PE equal
 # to the layer width), random and default foldings, and 2 or 3 layers (4 in the timing test).
 MODELS = [(34, "random"), (157, "random"), (108, "default"), (48, "random"), (123, "random"), (290, "random")]
+#: Verilator's default-tier models (conftest.py); all six run on Icarus, and on Verilator with -m slow.
+VERILATOR_DEFAULT_SEEDS = (34, 108)
 
 
 @pytest.mark.parametrize("seed,folding", MODELS, ids=[f"seed{s}-{f}" for s, f in MODELS])

@@ -110,6 +110,7 @@ def test_ste_baseline_is_honest_at_six_layers_of_64():
     assert result.test_accuracy >= 0.94, result.test_accuracy
 
 
+@pytest.mark.slow       # about 5 minutes of training on 2 cores: a third of the default run's budget
 def test_stompp_three_layers_of_256_is_accurate_and_bit_exact_in_rtl(tmp_path):
     """Acceptance: `bnn2hw train` StoMPP 3×256 reaches 96 % and the RTL gives exactly torch's predictions.
 
