@@ -34,8 +34,8 @@ DESCRIPTOR_LENGTH = 14
 #: 115200 baud: within 0.2 % at 12 MHz (iCEBreaker, divisor 104) and 25 MHz (ULX3S, 217); both boards'
 #: USB UARTs (FT2232H, FT231X) run it.
 DEFAULT_BAUD = 115_200
-#: Replies a BoardTop queues (the reply being sent, the network's last output register and the
-#: input buffer before it). A host that keeps at most this many
+#: Replies a BoardTop queues (the reply being sent, the network's last output register, and the
+#: finished frame its last unit holds behind that register). A host that keeps at most this many
 #: frames unanswered never makes the board drop a byte, whatever the reply and frame lengths.
 REPLY_QUEUE_FRAMES = 3
 _SIGNATURE = bytes([INFO_HEADER]) + MAGIC + bytes([PROTOCOL_VERSION])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden, save
+from bnn2hw.board.boards import BOARDS
 from bnn2hw.board_protocol import DESCRIPTOR_LENGTH, FRAME_HEADER, INFO_REQUEST, Descriptor, stream_order
 from bnn2hw.compiler import Compiled, compile_model
 from bnn2hw.datasets import load_digits_split
@@ -38,27 +39,31 @@ class BoardCase:
     rx_skew: float
 
 
-def _board_case(directory: Path, model_path: Path, x: np.ndarray, divisor: int, rx_skew: float) -> BoardCase:
-    compiled = compile_model(model_path)
+def _board_case(directory: Path, model_path: Path, x: np.ndarray, divisor: int, rx_skew: float,
+                board: str | None = None) -> BoardCase:
+    """``board``: compile as ``--board`` does (the board's folding and the family's unit shapes)."""
+    compiled = compile_model(model_path, board=BOARDS[board] if board else None)
     top = BoardTop(compiled.stages, divisor=divisor, n_leds=N_LEDS)
     return BoardCase(compiled, top, export_board_verilog(top, directory), x, divisor, rx_skew)
 
 
 @pytest.fixture(scope="module")
 def digits_case(tmp_path_factory) -> BoardCase:
-    """The shipped MLP, 24 test digits, divisor 4 (the minimum), the host's bits 2 % long."""
+    """The shipped MLP as the iCEBreaker build makes it, 24 test digits, divisor 4 (the minimum), the
+    host's bits 2 % long."""
     return _board_case(tmp_path_factory.mktemp("digits"), ROOT / "models" / "digits_mlp.pt",
-                       load_digits_split().x_test[:24], divisor=4, rx_skew=0.02)
+                       load_digits_split().x_test[:24], divisor=4, rx_skew=0.02, board="icebreaker")
 
 
 @pytest.fixture(scope="module")
 def conv_case(tmp_path_factory) -> BoardCase:
-    """A random conv model with 3 input channels (3×6×6, 3-bit pixels, 7 classes), divisor 5, bits 2 % short."""
+    """A random conv model with 3 input channels (3×6×6, 3-bit pixels, 7 classes) as the ULX3S build makes
+    it, divisor 5, bits 2 % short."""
     directory = tmp_path_factory.mktemp("conv")
     model, shape = build_random_conv_model(3)
     save(model, directory / "conv.pt", input_shape=shape)
     x = np.random.default_rng(3).integers(0, 1 << model[0].bits, size=(24,) + shape)
-    return _board_case(directory, directory / "conv.pt", x, divisor=5, rx_skew=-0.02)
+    return _board_case(directory, directory / "conv.pt", x, divisor=5, rx_skew=-0.02, board="ulx3s-85f")
 
 
 @pytest.fixture(scope="module")

@@ -206,6 +206,24 @@ def test_a_design_too_big_for_the_up5k_names_luts_need_and_capacity_and_refolds(
     assert autofold.fit_check(graph, "ice40", resources.device_capacity("iCE40UP5K"), folding=fold) == []
 
 
+def test_ice40_logic_cells_bound_luts_plus_flip_flops():
+    # An iCE40 cell holds one LUT4 and one flip-flop: a design whose LUTs and FFs each fit but whose
+    # sum does not is refused on logic cells, and the refold keeps the sum within the margin.
+    graph = shipped("digits_mlp.pt")
+    fold = default_folding(graph)
+    est = resources.estimate_resources(graph, "ice40", fold)
+    assert resources.device_capacity("iCE40UP5K")["cells"] == 5_280
+    cap = {"name": "a small iCE40", "luts": est.luts + 10, "ffs": est.ffs + 10, "cells": est.luts + est.ffs - 1,
+           "bram_blocks": 30, "dsp": 8}
+    with pytest.raises(FitError) as e:
+        autofold.fit_check(graph, "ice40", cap, folding=fold)
+    assert e.value.resource == "cells" and e.value.need == est.luts + est.ffs
+    assert "logic cells" in str(e.value) and "a small iCE40" in str(e.value)
+    refold = autofold.refold_to_fit(graph, "ice40", {**cap, "cells": est.luts + est.ffs})
+    small = resources.estimate_resources(graph, "ice40", refold)
+    assert small.luts + small.ffs <= 0.85 * (est.luts + est.ffs)
+
+
 def test_too_many_dsps_names_the_layers_that_use_them():
     graph = shipped("digits_mlp.pt")
     fold = dict(default_folding(graph), dense0=Folding(16, 8))

@@ -106,6 +106,8 @@ def capacity_for_network(board: Board, graph) -> dict:
     over = BRIDGE_OVERHEAD[board.family]
     cap["luts"] -= over["luts"]
     cap["ffs"] -= over["ffs"] + beat_bits
+    if "cells" in cap:
+        cap["cells"] -= over["luts"] + over["ffs"] + beat_bits
     cap["name"] = f"{cap.get('name', board.device)} (less the board top's UART bridge)"
     return cap
 

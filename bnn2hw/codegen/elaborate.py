@@ -36,11 +36,11 @@ def layer_params(graph: Graph, target: HardwareTarget | str | None = None) -> li
         common = dict(n_in=node.in_features, n_out=node.out_features, pe=f.pe, simd=f.simd,
                       pixel_bits=node.in_bits if node.input_kind == PIXELS else 0,
                       weight_rows=tuple(weight_rom(node.weight_bits, f.pe, f.simd)))
-        common.update(target.mvu_options(nf * sf * f.pe * f.simd, 0))     # constant ROMs: set below
+        common.update(target.mvu_options(nf * sf * f.pe * f.simd, 0, weight_rows=nf * sf))  # constants: below
         if isinstance(node, ThresholdDense):
             lo, hi = int(node.thresholds.min()), int(node.thresholds.max())
             tw = signed_width(min(lo, 0), max(hi, 1))
-            common["const_rom_style"] = target.rom_style(nf * f.pe * (tw + 1))
+            common["const_rom_style"] = target.rom_style(nf * f.pe * (tw + 1), nf)
             params.append(MVUParams(**common, threshold_rows=tuple(channel_rom(node.thresholds, f.pe, tw)),
                                     threshold_width=tw))
         else:
@@ -51,7 +51,7 @@ def layer_params(graph: Graph, target: HardwareTarget | str | None = None) -> li
                 ow = signed_width(int(node.offset.min()), int(node.offset.max()))
                 extra = dict(scale_rows=tuple(channel_rom(node.scale, f.pe, sw)), scale_width=sw,
                              offset_rows=tuple(channel_rom(node.offset, f.pe, ow)), offset_width=ow,
-                             const_rom_style=target.rom_style(nf * f.pe * max(sw, ow)))
+                             const_rom_style=target.rom_style(nf * f.pe * max(sw, ow), nf))
             params.append(MVUParams(**{**common, **extra}, scores=True, score_width=signed_width(lo, hi)))
     return params
 

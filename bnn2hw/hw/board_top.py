@@ -23,10 +23,10 @@
 * **Throughput.** The UART bounds it: a frame every (pixel bytes + 1)·10·divisor cycles, a reply every
   reply bytes·10·divisor cycles. As long as the network's initiation interval is below the first, no
   byte is dropped with frames back to back. Replies queue in the network itself: the reply being
-  sent, the last unit's output register and its input buffers hold ``REPLY_QUEUE_FRAMES`` frames, so
+  sent, the last unit's output register and the finished frame behind it hold ``REPLY_QUEUE_FRAMES`` frames, so
   a host that keeps at most that many frames unanswered never makes the receiver drop a byte.
 * **Latency.** The reply's start bit begins the network's latency + :func:`bridge_latency_cycles`
-  (classes + 7 or 8) cycles after the receiver samples the frame's last stop bit (receiver 2–3, FIFO 2,
+  (classes + 8 or 9) cycles after the receiver samples the frame's last stop bit (receiver 2–3, FIFO 2,
   deserialiser 1, class scan, sender 1, transmitter 1), when the transmitter is free; the RTL tests
   measure it.
 * **Resources.** The network, a receive FIFO (elements per beat + 8 bytes, block RAM where the
@@ -58,7 +58,7 @@ def bridge_latency_cycles(classes: int) -> tuple[int, int]:
     """Cycles the bridge adds to the network's latency, from the stop-bit sample of a frame's last byte
     to the reply's start bit: receiver, deserialiser, the class scan, sender, transmitter (the range:
     the receiver's synchroniser phase)."""
-    return 7 + classes, 8 + classes
+    return 8 + classes, 9 + classes
 #: Largest relative difference between the baud rate asked for and clock / divisor.
 MAX_BAUD_ERROR = 0.02
 
@@ -172,9 +172,12 @@ class BoardTop(wiring.Component):
         longest = max(desc.reply_length, len(desc_bytes))
         shift = Signal(8 * longest)
         bytes_left = Signal(range(longest + 1))
-        m.d.comb += [transmitter.i.payload.eq(shift[:8]), transmitter.i.valid.eq(bytes_left != 0)]
+        # ``bytes_left == 0`` kept as a flag: the network's o.ready (below) heads the ready chain that
+        # runs back through every unit, so it is made from flip-flops with one LUT.
+        sender_idle = Signal(init=1)
+        m.d.comb += [transmitter.i.payload.eq(shift[:8]), transmitter.i.valid.eq(~sender_idle)]
         with m.If(transmitter.i.valid & transmitter.i.ready):
-            m.d.sync += [shift.eq(shift[8:]), bytes_left.eq(bytes_left - 1)]
+            m.d.sync += [shift.eq(shift[8:]), bytes_left.eq(bytes_left - 1), sender_idle.eq(bytes_left == 1)]
 
         # The network's last unit holds its result until the sender takes it: that is the reply queue's
         # slot (no FIFO), and the units before it hold the frames behind it.
@@ -190,17 +193,28 @@ class BoardTop(wiring.Component):
         # Every value of ``scan`` has an entry (unreachable ones repeat score 0): a complete case statement.
         scores_array = Array([result.scores[c] for c in range(n_cls)]
                              + [result.scores[0]] * ((1 << len(scan)) - n_cls))
-        with m.If(net.o.valid & ~scanning & ~class_found):
+        # Two stages: the score at ``scan`` is registered (a classes-to-1 multiplexer), then compared,
+        # so neither the multiplexer nor the comparator's carry chain is in series with the other.
+        cand = Signal(signed(head.score_width))
+        cand_idx = Signal(range(max(2, n_cls)))
+        cand_valid, cand_last = Signal(), Signal()
+        m.d.sync += cand_valid.eq(0)
+        with m.If(net.o.valid & ~scanning & ~class_found & ~cand_valid):
             m.d.sync += [best.eq(result.scores[0]), best_idx.eq(0), scan.eq(1), scanning.eq(1)]
             if n_cls == 1:
                 m.d.sync += [scanning.eq(0), class_found.eq(1)]
         with m.Elif(scanning):
-            with m.If(scores_array[scan] > best):  # strictly greater: the lowest index wins a tie
-                m.d.sync += [best.eq(scores_array[scan]), best_idx.eq(scan)]
+            m.d.sync += [cand.eq(scores_array[scan]), cand_idx.eq(scan), cand_valid.eq(1),
+                         cand_last.eq(scan == n_cls - 1)]
             with m.If(scan == n_cls - 1):
-                m.d.sync += [scanning.eq(0), class_found.eq(1)]
+                m.d.sync += scanning.eq(0)
             with m.Else():
                 m.d.sync += scan.eq(scan + 1)
+        with m.If(cand_valid):
+            with m.If(cand > best):                # strictly greater: the lowest index wins a tie
+                m.d.sync += [best.eq(cand), best_idx.eq(cand_idx)]
+            with m.If(cand_last):
+                m.d.sync += class_found.eq(1)
         cls_byte = Signal(8)
         m.d.comb += cls_byte.eq(best_idx)
         score_fields = []
@@ -212,28 +226,30 @@ class BoardTop(wiring.Component):
 
         outstanding = Signal(16)           # frames received whose reply has not started
         replies_first = Signal(16)         # replies still due before the pending info reply
+        none_first = Signal(init=1)        # replies_first == 0, as a flag (see sender_idle)
         reply_starts = Signal()
         info_request = Signal()
         leds = Signal(len(self.leds))
         m.d.comb += [self.leds.eq(leds), info_request.eq(take & ~receiving & (byte == INFO_REQUEST))]
         serving_info = Signal()
-        with m.If(bytes_left == 0):
-            with m.If(info_pending & (replies_first == 0)):
+        with m.If(sender_idle):
+            with m.If(info_pending & none_first):
                 m.d.comb += serving_info.eq(1)
                 m.d.sync += [shift.eq(int.from_bytes(desc_bytes, "little")), bytes_left.eq(len(desc_bytes)),
-                             info_pending.eq(0)]
+                             sender_idle.eq(0), info_pending.eq(0)]
             with m.Elif(class_found):
                 m.d.comb += [net.o.ready.eq(1), reply_starts.eq(1)]
-                m.d.sync += [shift.eq(reply), bytes_left.eq(desc.reply_length), leds.eq(best_idx),
-                             class_found.eq(0)]
+                m.d.sync += [shift.eq(reply), bytes_left.eq(desc.reply_length), sender_idle.eq(0),
+                             leds.eq(best_idx), class_found.eq(0)]
         with m.If(frame_received & ~reply_starts):
             m.d.sync += outstanding.eq(outstanding + 1)
         with m.Elif(reply_starts & ~frame_received):
             m.d.sync += outstanding.eq(outstanding - 1)
-        with m.If(reply_starts & (replies_first != 0)):
-            m.d.sync += replies_first.eq(replies_first - 1)
+        with m.If(reply_starts & ~none_first):
+            m.d.sync += [replies_first.eq(replies_first - 1), none_first.eq(replies_first == 1)]
         with m.If(info_request & (~info_pending | serving_info)):     # else merged with the pending one
-            m.d.sync += [info_pending.eq(1), replies_first.eq(outstanding - reply_starts)]
+            due = outstanding - reply_starts
+            m.d.sync += [info_pending.eq(1), replies_first.eq(due), none_first.eq(due == 0)]
         return m
 
 

@@ -3,18 +3,22 @@
 One component serves every dense layer. It takes a whole input vector per stream beat, computes
 PE output channels × SIMD inputs per cycle from a weight ROM, and emits the whole output vector as
 one beat: output bits (``Threshold``) or integer class scores plus their argmax (``Scores``).
+1-bit pixels are ±1 values, as binary inputs are: they take the XNOR-popcount datapath too, with
+the thresholds moved onto popcounts (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉).
 
 Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉, P = ``MVUParams.pipeline``):
-    * an input beat accepted in cycle t gives ``o.valid`` in cycle t + K + 2 + P (no stalls):
-      ROM read, P pipeline registers in the PE array, output register (``MVUParams.latency_cycles``);
+    * an input beat offered in cycle t gives ``o.valid`` in cycle t + K + 2 + P (no stalls): input
+      buffer, ROM read, P pipeline registers in the PE array, output register
+      (``MVUParams.latency_cycles``; one cycle less without an input buffer);
     * initiation interval K cycles for every P: two input buffers let the next frame load while one
       computes, the pipeline takes a new word every cycle, and the output register is refilled in
       the same cycle it is read.
 Resources:
     * weight ROM NF·SF × PE·SIMD bits, threshold/affine ROM NF rows (``rom_style``: block RAM, LUT RAM
       or logic, by the target);
-    * 2 input buffers (in × pixel bits), one result register ((NF − 1)·PE bits or scores) and one
-      output register (out bits or scores), P × (PE partial sums + control) pipeline flip-flops;
+    * ``input_buffers`` (2, 1 or 0) input buffers (in × pixel bits), one result register ((NF − 1)·PE
+      bits or scores) and one output register (out bits or scores), P × (PE partial sums + control)
+      pipeline flip-flops;
     * PE popcount (or signed adder) trees of SIMD inputs shaped for the target's LUT size
       (hw/pe_array.py) and PE accumulators. Threshold layers start each accumulator at −T (the ROM
       holds −T), so the output bit is the accumulator's sign: no comparator.
@@ -63,7 +67,8 @@ class MVUParams:
     rom_style: str = ""                  # weight ROM: "" (synthesis decides), "block", "distributed", "logic"
     const_rom_style: str = ""            # threshold / scale / offset ROMs, same choices
     input_buffers: int = 2               # 2: the next vector loads while one computes; 1: the producer's
-                                         # output register holds it (same II, half the buffer registers)
+                                         # output register holds it (same II, half the buffer registers);
+                                         # 0: words are read from the held input beat itself (no buffer)
 
     def __post_init__(self):
         """Parameters are checked here, before any hardware object exists."""
@@ -78,8 +83,8 @@ class MVUParams:
             raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
         if not p.scores and len(p.threshold_rows) != p.nf:
             raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
-        if p.input_buffers not in (1, 2):
-            raise ValueError(f"input_buffers must be 1 or 2, not {p.input_buffers!r}")
+        if p.input_buffers not in (0, 1, 2):
+            raise ValueError(f"input_buffers must be 0, 1 or 2, not {p.input_buffers!r}")
         if p.lut_inputs not in (4, 5, 6):
             raise ValueError(f"lut_inputs must be 4, 5 or 6, not {p.lut_inputs!r}")
         if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 8:
@@ -133,12 +138,13 @@ class MVUParams:
 
     @property
     def pipeline_cycles(self) -> int:
-        """Cycles beyond the K compute cycles: ROM read + ``pipeline`` + output register."""
-        return 2 + self.pipeline
+        """Cycles beyond the K compute cycles: the input buffer load (if any), ROM read, ``pipeline``
+        stages and the output register."""
+        return (2 if self.input_buffers else 1) + self.pipeline
 
     @property
     def latency_cycles(self) -> int:
-        """From an input handshake to ``o.valid`` with no stalls."""
+        """From the cycle an input beat is offered to an idle unit to ``o.valid``, with no stalls."""
         return self.cycles + self.pipeline_cycles
 
     @property
@@ -192,16 +198,27 @@ class MatrixVectorUnit(wiring.Component):
             "o": Out(stream.Signature(out_shape)),
         })
 
+    @property
+    def _xnor_lanes(self) -> bool:
+        """Binary input, or 1-bit pixels: then Σ ±(2x − 1) over the lanes is 2·popcount(XNOR(w, x)) − N,
+        so the XNOR-popcount datapath serves, with thresholds and scores mapped onto popcounts."""
+        return self._p.pixel_bits <= 1
+
     def _negated_thresholds(self) -> tuple[list[int], int, int, int]:
-        """The threshold ROM as −T rows (one more bit per field) and the range of −T."""
+        """The threshold ROM as −T rows (wide enough for −T) and the range of −T. With 1-bit pixels
+        the unit accumulates popcounts p, and 2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉ is the threshold used."""
         p = self._p
-        tw, ntw = p.threshold_width, p.threshold_width + 1
+        tw = p.threshold_width
         values = []
         for row in p.threshold_rows:
             fields = [(row >> (j * tw)) & ((1 << tw) - 1) for j in range(p.pe)]
-            values.append([-(f - (1 << tw) if f >> (tw - 1) else f) for f in fields])
-        rows = [sum((v & ((1 << ntw) - 1)) << (j * ntw) for j, v in enumerate(r)) for r in values]
+            ts = [f - (1 << tw) if f >> (tw - 1) else f for f in fields]
+            if p.pixel_bits == 1:
+                ts = [-((-(t + p.n_in)) // 2) for t in ts]
+            values.append([-t for t in ts])
         flat = [v for r in values for v in r]
+        ntw = _signed_bits(min(flat), max(flat))
+        rows = [sum((v & ((1 << ntw) - 1)) << (j * ntw) for j, v in enumerate(r)) for r in values]
         return rows, ntw, min(flat), max(flat)
 
     def elaborate(self, platform):
@@ -210,9 +227,10 @@ class MatrixVectorUnit(wiring.Component):
         lane_w = p.lane_bits
         word_w = p.simd * lane_w
         buf_w = p.sf * word_w
-        lo, hi = p.acc_range
+        lo, hi = (0, p.n_in) if self._xnor_lanes else p.acc_range
+        pe_pixel_bits = 0 if self._xnor_lanes else p.pixel_bits
         if p.scores:
-            acc_shape = (signed(max(lo.bit_length(), hi.bit_length()) + 2) if p.pixel_bits
+            acc_shape = (signed(max(lo.bit_length(), hi.bit_length()) + 2) if pe_pixel_bits
                          else unsigned(hi.bit_length()))
         else:
             # the accumulator starts at −T: the output bit is acc ≥ 0, its sign
@@ -222,16 +240,19 @@ class MatrixVectorUnit(wiring.Component):
 
         # ---- input buffers: with two, one loads while the other is read by the issue stage; with one,
         # the next vector loads in the cycle the last word of the current one is issued (its producer
-        # holds it until then, so its output register is the second buffer) ----
+        # holds it until then, so its output register is the second buffer); with none, the words are
+        # read from the input beat, which a stream producer holds until it is taken, and the beat is
+        # taken in the cycle its last word is issued ----
         nbuf = p.input_buffers
         bufs = [Signal(buf_w, name=f"in_buf{k}") for k in range(nbuf)]
         full = [Signal(name=f"in_full{k}") for k in range(nbuf)]
         wr_sel, rd_sel = Signal(), Signal()
-        refill = Signal()           # single buffer: the current vector's last word is issued this cycle
+        refill = Signal()           # one or no buffer: the current vector's last word is issued this cycle
         if nbuf == 2:
             m.d.comb += self.i.ready.eq(~Mux(wr_sel, full[1], full[0]))
-        else:
+        elif nbuf == 1:
             m.d.comb += self.i.ready.eq(~full[0] | refill)
+        # (no buffer: i.ready is set below, as one LUT of flip-flops and o.ready)
         with m.If(self.i.valid & self.i.ready):
             for k in range(nbuf):
                 with m.If(wr_sel == k):
@@ -248,11 +269,19 @@ class MatrixVectorUnit(wiring.Component):
         sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
         nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
         addr = Signal(range(max(2, p.cycles)), name="addr")
-        frame_ready = Mux(rd_sel, full[1], full[0]) if nbuf == 2 else full[0]
+        frame_ready = Mux(rd_sel, full[1], full[0]) if nbuf == 2 else full[0] if nbuf == 1 else self.i.valid
         issue = Signal()
         m.d.comb += issue.eq(advance & frame_ready)
         last_sf = sf_ctr == p.sf - 1
-        last_beat = addr == p.cycles - 1
+        # "addr is the frame's last word" as a flag, not a comparator: it (with the registered
+        # frame-done flag below) keeps the ready path from a unit's output to its input at two LUT
+        # levels, and a network's ready chain runs through every unit.
+        if p.cycles == 1:
+            last_beat = Const(1)
+        else:
+            last_beat = Signal(name="last_beat")
+            with m.If(issue):
+                m.d.sync += last_beat.eq(~last_beat & (addr == p.cycles - 2))
         with m.If(issue):
             m.d.sync += addr.eq(Mux(last_beat, 0, addr + 1))
             m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
@@ -266,8 +295,9 @@ class MatrixVectorUnit(wiring.Component):
                     m.d.sync += rd_sel.eq(~rd_sel)
                 else:
                     m.d.comb += refill.eq(1)
-                    with m.If(~(self.i.valid & self.i.ready)):     # else refilled in this same cycle
-                        m.d.sync += full[0].eq(0)
+                    if nbuf == 1:
+                        with m.If(~(self.i.valid & self.i.ready)):     # else refilled in this same cycle
+                            m.d.sync += full[0].eq(0)
 
         # ROMs get at least two rows: a one-row memory has a zero-width address, which exports as an
         # illegal `wire [-1:0]` range. The extra row is never addressed.
@@ -278,24 +308,28 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(advance)]
 
         # ---- stage 1: ROM data is here; registered copies of the issue-stage control ----
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_valid, s1_first, s1_last, s1_done = Signal(), Signal(), Signal(), Signal()
         s1_nf = Signal(range(max(2, p.nf)))
         s1_sf = Signal(range(max(2, p.sf)))
         s1_x = Signal(word_w)
-        cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
+        if nbuf == 0:
+            cur_buf = Signal(buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
+            m.d.comb += cur_buf.eq(self.i.payload)
+        else:
+            cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf),
+            m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf), s1_done.eq(issue & last_beat),
                          s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_w))]
 
         # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
-        ctl = [(s1_valid, s1_first, s1_last, s1_nf)]
+        ctl = [(s1_valid, s1_first, s1_last, s1_nf, s1_done)]
         for k in range(1, p.pipeline + 1):
             regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first"), Signal(name=f"p{k}_last"),
-                    Signal(range(max(2, p.nf)), name=f"p{k}_nf"))
+                    Signal(range(max(2, p.nf)), name=f"p{k}_nf"), Signal(name=f"p{k}_done"))
             with m.If(advance):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
             ctl.append(regs)
-        c_valid, c_first, c_last, c_nf = ctl[-1]
+        c_valid, c_first, c_last, c_nf, c_done = ctl[-1]
 
         # Per-channel constant ROMs are read so that their data meets the last pipeline stage.
         const_addr = nf_ctr if p.pipeline == 0 else ctl[-2][3]
@@ -312,7 +346,7 @@ class MatrixVectorUnit(wiring.Component):
 
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
         acc_w = Shape.cast(acc_shape).width
-        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
                                                 compressor=p.compressor, carry_adders=p.carry_adders,
                                                 stages=p.pipeline)
         m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
@@ -320,10 +354,10 @@ class MatrixVectorUnit(wiring.Component):
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc")
         acc_next_all = Signal(p.pe * acc_w, name="acc_next")
-        is_signed = p.pixel_bits or not p.scores
+        is_signed = pe_pixel_bits or not p.scores
         lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
                              else v[j * acc_w:(j + 1) * acc_w])
-        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if p.pixel_bits
+        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if pe_pixel_bits
                              else lanes.partial[j * acc_w:(j + 1) * acc_w])
         if p.scores:
             start = lambda j: 0
@@ -337,9 +371,18 @@ class MatrixVectorUnit(wiring.Component):
         acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
 
         # ---- per-neuron-fold results, collected until the frame is complete ----
-        frame_done = Signal()
-        m.d.comb += frame_done.eq(c_valid & c_last & (c_nf == p.nf - 1))
-        m.d.comb += advance.eq(~(frame_done & o_full & ~self.o.ready))
+        frame_done = c_done            # = c_valid & c_last & (c_nf == NF − 1), registered
+        held = Signal()                # a finished frame meets a full output register (both flip-flops)
+        m.d.comb += [held.eq(frame_done & o_full), advance.eq(~held | self.o.ready)]
+        if nbuf == 0 and p.cycles > p.pipeline + 1:
+            # = refill without o.ready: a frame's done flag reaches the last stage P + 1 advancing
+            # cycles after its last word was issued, when at most P words of the next frame are issued
+            # (addr ≤ P < K − 1), so `held` and `last_beat` are never 1 together and the unit always
+            # advances when it takes a beat. No combinational path then runs from o.ready to i.ready:
+            # a network's ready chain stops at every unit instead of crossing all of them in a cycle.
+            m.d.comb += self.i.ready.eq(self.i.valid & last_beat)
+        elif nbuf == 0:
+            m.d.comb += self.i.ready.eq(self.i.valid & last_beat & (~held | self.o.ready))
 
         if p.scores:
             lane_vals = self._scores(m, acc_next, chan_ports)
@@ -384,7 +427,7 @@ class MatrixVectorUnit(wiring.Component):
         p = self._p
         out = []
         for j in range(p.pe):
-            raw = acc_next[j] if p.pixel_bits else 2 * acc_next[j] - p.n_in
+            raw = 2 * acc_next[j] - p.n_in if self._xnor_lanes else acc_next[j]
             if p.has_affine:
                 scale = ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
                 offset = ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()

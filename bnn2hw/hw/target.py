@@ -9,10 +9,12 @@ sets, per matrix-vector unit:
   (the generic default) ``lut_inputs``-bit lookup pieces + an adder tree;
 * ``pipeline`` — register stages in the PE array. Each adds one cycle of latency per layer
   (``MVUParams.latency_cycles`` = K + 2 + pipeline) and none to the initiation interval;
-* ``input_buffers`` — 2 (the next input vector loads while one computes) or 1 (the producer's output
-  register holds the next one; same initiation interval, half the buffer registers);
-* ``bram_min_bits`` — ROMs of at least this many bits get ``rom_style = "block"`` (block RAM),
-  smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
+* ``input_buffers`` — 2 (the next input vector loads while one computes), 1 (the producer's output
+  register holds the next one) or 0 (the unit reads its SIMD words straight from the input beat,
+  which its producer holds until the last word is issued). All three keep the initiation interval;
+  fewer buffers save ``n_in`` × bits flip-flops each, and 0 also saves one cycle of latency per unit;
+* ``bram_min_bits`` — ROMs of at least this many bits (or of more than ``logic_rom_max_rows`` rows)
+  get ``rom_style = "block"`` (block RAM), smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
   ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx).
 
 ``codegen.elaborate.layer_params(graph, target=...)`` applies it; ``None`` (the default) is
@@ -36,6 +38,7 @@ class HardwareTarget:
     bram_min_bits: int | None = None
     small_rom_style: str = "logic"
     input_buffers: int = 2
+    logic_rom_max_rows: int | None = None
 
     def __post_init__(self):
         if self.lut_inputs not in (4, 5, 6):
@@ -47,31 +50,40 @@ class HardwareTarget:
         if self.small_rom_style not in ("logic", ""):
             raise ValueError(f"small_rom_style must be 'logic' or '', not {self.small_rom_style!r}")
 
-    def rom_style(self, bits: int) -> str:
-        """``MVUParams.rom_style`` for a ROM of ``bits`` bits."""
+    def rom_style(self, bits: int, rows: int = 0) -> str:
+        """``MVUParams.rom_style`` for a ROM of ``bits`` bits in ``rows`` rows."""
         if self.bram_min_bits is None:
             return ""
-        return "block" if bits >= self.bram_min_bits else self.small_rom_style
+        deep = self.logic_rom_max_rows is not None and rows > self.logic_rom_max_rows
+        return "block" if bits >= self.bram_min_bits or deep else self.small_rom_style
 
-    def mvu_options(self, weight_bits: int, const_bits: int) -> dict:
+    def mvu_options(self, weight_bits: int, const_bits: int, weight_rows: int = 0, const_rows: int = 0) -> dict:
         """The ``MVUParams`` fields this target sets, for a unit with ROMs of these sizes."""
         return dict(lut_inputs=self.lut_inputs, compressor=self.compressor, carry_adders=self.carry_adders,
                     pipeline=self.pipeline, input_buffers=self.input_buffers,
-                    rom_style=self.rom_style(weight_bits), const_rom_style=self.rom_style(const_bits))
+                    rom_style=self.rom_style(weight_bits, weight_rows),
+                    const_rom_style=self.rom_style(const_bits, const_rows))
 
 
 #: What bnn2hw generated before targets existed; the default everywhere.
 GENERIC = HardwareTarget()
 #: Xilinx 7-series (LUT6, CARRY4, RAMB18/36, LUT RAM). Two stages: one register after the XNOR level,
 #: which keeps abc9 from restructuring across it (fewer LUTs), and one before the accumulator.
-XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2, bram_min_bits=4096)
-#: Lattice iCE40 UP5K (LUT4 + SB_CARRY, 30 × 4-kbit SB_RAM40_4K, no LUT RAM).
-#: One input buffer per unit: on a 5,280-cell part the second copy of every input vector (and its
-#: read multiplexer) costs more cells than the logic of the layers.
+#: No input buffers on the board targets: a chain of units then holds each intermediate vector twice
+#: (the producer's result and output registers) instead of three or four times, and the
+#: multiplexer that picks a SIMD word has one source instead of two.
+XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2, bram_min_bits=4096,
+                          input_buffers=0)
+#: Lattice iCE40 UP5K (LUT4 + SB_CARRY, 30 × 4-kbit SB_RAM40_4K, no LUT RAM). On a 5,280-cell part
+#: the buffer flip-flops (which pack with no LUT) cost as many cells as the logic of the layers.
+#: A ROM of more than 64 rows goes to block RAM however small: in LUT4 logic its address decoder and
+#: read multiplexer are seven or more levels deep (the digits model's 640-row score-layer ROM was the
+#: critical path at 36 MHz).
 ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=2, bram_min_bits=2048,
-                            input_buffers=1)
+                            input_buffers=0, logic_rom_max_rows=64)
 #: Lattice ECP5 (LUT4, CCU2C carry, 18-kbit DP16KD, DPR16X4 LUT RAM).
-ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic")
+ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic",
+                      input_buffers=0)
 
 TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
 _FAMILY = {"xilinx": XILINX_7, "ice40": ICE40_UP5K, "ecp5": ECP5, "generic": GENERIC}

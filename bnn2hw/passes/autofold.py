@@ -283,7 +283,8 @@ def fold_for_budget(graph: Graph, max_luts: int, family: str) -> dict[str, Foldi
 
 # ---- fit ----
 
-_RESOURCES = (("luts", "LUTs"), ("ffs", "flip-flops"), ("bram_blocks", "block RAMs"), ("dsp", "DSP blocks"))
+_RESOURCES = (("luts", "LUTs"), ("ffs", "flip-flops"), ("cells", "logic cells (LUTs + flip-flops)"),
+              ("bram_blocks", "block RAMs"), ("dsp", "DSP blocks"))
 _BRAM_CELL = {"ice40": "SB_RAM40_4K", "ecp5": "DP16KD", "xilinx": "RAMB36"}
 _DSP_CELL = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D", "xilinx": "DSP48E1"}
 
@@ -297,8 +298,8 @@ def _board_name(capacity: dict, device: str | None) -> str:
 
 
 def _needs(est) -> dict:
-    return {"luts": est.luts, "ffs": est.ffs, "bram_blocks": est.bram_blocks, "dsp": est.dsp,
-            "bram_bits": est.bram_bits}
+    return {"luts": est.luts, "ffs": est.ffs, "cells": est.luts + est.ffs, "bram_blocks": est.bram_blocks,
+            "dsp": est.dsp, "bram_bits": est.bram_bits}
 
 
 def _fmt(value) -> str:
@@ -313,6 +314,10 @@ def _overflow_message(resource: str, need, cap, board: str, family: str, est, ma
         return (f"the design needs about {need:,} flip-flops but the {board} has {cap:,}; most of them are the "
                 "layers' input buffers (inputs × bits, once or twice per layer) and output registers, which "
                 "folding does not change: pick a larger board or a smaller model")
+    if resource == "cells":
+        return (f"the design needs about {need:,} logic cells (LUTs + flip-flops: an iCE40 cell holds one of "
+                f"each) but the {board} has {cap:,}: fold it more with --max-luts "
+                f"{_suggest_luts(cap - est.ffs, margin)} or a smaller --target-fps, or pick a larger board")
     if resource == "bram_blocks":
         return (f"the design needs {_fmt(need)} block RAMs ({_BRAM_CELL[family]}, {est.bram_bits:,} bits of ROM and "
                 f"line buffers) but the {board} has {_fmt(cap)}: fold it more (--max-luts or a smaller "
@@ -341,7 +346,7 @@ def fit_check(graph: Graph, family: str, capacity, device: str | None = None, ma
                            key, need[key], cap[key])
     warnings = []
     for key, what in _RESOURCES:
-        if key in cap and cap[key] and need[key] > margin * cap[key] and key in ("luts", "ffs"):
+        if key in cap and cap[key] and need[key] > margin * cap[key] and key in ("luts", "ffs", "cells"):
             warnings.append(f"the design uses about {100 * need[key] / cap[key]:.0f} % of the {board}'s {what} "
                             f"({_fmt(need[key])} of {_fmt(cap[key])}); place and route may fail or be slow above "
                             f"about {100 * margin:.0f} %")
@@ -359,6 +364,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
     cap = resources.capacity_from(capacity)
     board = _board_name(cap, device)
     limits = {"luts": margin * cap.get("luts", math.inf), "ffs": margin * cap.get("ffs", math.inf),
+              "cells": margin * cap.get("cells", math.inf),
               "bram_blocks": cap.get("bram_blocks", math.inf), "dsp": cap.get("dsp", math.inf)}
 
     def ok(est) -> bool:
@@ -386,7 +392,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
     for key, what in _RESOURCES:
         if need[key] > limits[key]:
             shown = cap.get(key)
-            extra = f" ({100 * margin:.0f} % of {cap[key]:,} usable)" if key in ("luts", "ffs") else ""
+            extra = f" ({100 * margin:.0f} % of {cap[key]:,} usable)" if key in ("luts", "ffs", "cells") else ""
             raise FitError(f"no folding fits the {board}: even the smallest design found ({cycles:,} cycles "
                            f"per frame) needs about {_fmt(need[key])} {what}, and the {board} has {_fmt(shown)}"
                            f"{extra}; use a smaller model or a larger board", key, need[key], shown)

@@ -3,7 +3,7 @@
 The cycle model is that of hw/mvu.py and hw/network.py: layer l needs K_l = NF·SF cycles per input
 vector, one vector per frame for a dense layer and one per output position for a convolution; the
 network's initiation interval is the largest of these and of the stream units' own rates (sliding
-windows, pools, the Flatten collector: ``stages``), and a dense network's latency is Σ (K_l + 2).
+windows, pools, the Flatten collector: ``stages``), and a dense network's latency is Σ (K_l + the unit's pipeline cycles, MVUParams.pipeline_cycles).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class NetworkEstimate:
         return asdict(self)
 
 
-def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=(), pipeline: int = 0) -> NetworkEstimate:
+def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=(),
+             unit_cycles: int = MVU_PIPELINE_CYCLES) -> NetworkEstimate:
     """``widths`` maps layer name → bits of per-channel constants (threshold, or scale + offset) as built;
     ``stages`` are (label, cycles per frame) of the other stream units (codegen.stage_bounds), which
     bound the initiation interval too."""
@@ -75,8 +76,7 @@ def estimate(graph: Graph, clock_mhz: float, widths: dict[str, int], stages=(), 
     for label, cycles in stages:
         if cycles > ii:
             ii, bottleneck = cycles, label
-    latency = None if graph.has_convolutions else sum(l.cycles_per_frame + MVU_PIPELINE_CYCLES + pipeline
-                                                               for l in layers)
+    latency = None if graph.has_convolutions else sum(l.cycles_per_frame + unit_cycles for l in layers)
     return NetworkEstimate(layers=tuple(layers), cycles_per_frame=ii, latency_cycles=latency,
                            clock_mhz=clock_mhz, frames_per_second=clock_mhz * 1e6 / ii, bottleneck=bottleneck,
                            stream_units=tuple(stages))

@@ -353,9 +353,22 @@ def _signed_bits(lo: int, hi: int) -> int:
     return 1 + max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0)
 
 
+def _xnor_pixels(node) -> bool:
+    """1-bit pixels take the XNOR-popcount datapath, as binary inputs do (hw/mvu.py)."""
+    return node.input_kind == PIXELS and node.in_bits == 1
+
+
+def _hw_thresholds(node) -> np.ndarray:
+    """The thresholds the hardware compares with: T, or for 1-bit pixels the popcount threshold
+    ⌈(T + N)/2⌉ (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉)."""
+    t = node.thresholds.astype(np.int64)
+    return -((-(t + node.in_features)) // 2) if _xnor_pixels(node) else t
+
+
 def _mvu_shape(node, pe: int, simd: int) -> _MVU:
-    pixel = node.input_kind == PIXELS
-    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
+    xnor_pixels = _xnor_pixels(node)
+    pixel = node.input_kind == PIXELS and not xnor_pixels
+    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits) if pixel else (0, node.in_features)
     common = dict(name=node.name, n_in=node.in_features, n_out=node.out_features, pe=pe, simd=simd,
                   pixel_bits=node.in_bits if pixel else 0)
     if isinstance(node, ScoresDense):
@@ -368,7 +381,8 @@ def _mvu_shape(node, pe: int, simd: int) -> _MVU:
                          scale_w=signed_width(int(node.scale.min()), int(node.scale.max())),
                          offset_w=signed_width(int(node.offset.min()), int(node.offset.max())))
         return _MVU(**common, acc_w=acc_w, scores=True, score_w=signed_width(*score_range(node)), **extra)
-    t_lo, t_hi = int(node.thresholds.min()), int(node.thresholds.max())
+    thresholds = _hw_thresholds(node)
+    t_lo, t_hi = int(thresholds.min()), int(thresholds.max())
     # hw/mvu.py: the accumulator starts at −T, so it spans acc range + (−T) range, signed
     acc_w = _signed_bits(min(lo, 0) + min(-t_hi, 0), max(hi, 0) + max(-t_lo, 0))
     return _MVU(**common, acc_w=acc_w, tw=signed_width(min(t_lo, 0), max(t_hi, 1)))
@@ -462,15 +476,15 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
         f["pixel_combine_bits"] = m.pe * m.acc_w                     # 4P − 2Q − D(2C − V) per PE
     else:
         f["popcount_lanes"] = lanes
-    f["select_mux"] = max(0, nbuf * in_bits - word_w)                # buffers × SF words → one word
+    f["select_mux"] = max(0, max(1, nbuf) * in_bits - word_w)        # buffers (or the beat) × SF words → one word
     f["acc_bits"] = m.pe * m.acc_w                                   # accumulate (from −T or 0)
     field_w = m.score_w if m.scores else 1
     f["out_bits"] = m.n_out * field_w                                # result / output register loads
     f["nf_decoder"] = m.nf * _bits(m.nf)                             # which result group a fold writes
     f["mvu_control"] = 1
-    style = (lambda bits: target.rom_style(bits)) if target is not None else (lambda bits: "")
+    style = (lambda bits, rows: target.rom_style(bits, rows)) if target is not None else (lambda bits, rows: "")
     memories = [map_memory(f"{m.name} weights", _weight_width(node, m), max(2, m.nf * m.sf), family,
-                           style=style(m.nf * m.sf * m.pe * m.simd))]
+                           style=style(m.nf * m.sf * m.pe * m.simd, m.nf * m.sf))]
     multipliers = []            # (count, a bits, b bits, product bits, what)
     if m.pixel_bits >= 2:       # D·(2C − V) with the constant D = 2^bits − 1, one per PE
         a, b = m.pixel_bits + 1, m.simd.bit_length() + 2
@@ -482,14 +496,14 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
         if node.has_affine:
             f["score_bits"] += m.pe * m.score_w                      # + offset
             multipliers.append((m.pe, m.raw_w, m.scale_w, m.raw_w + m.scale_w, "raw score × scale of the affine head"))
-            cstyle = style(m.nf * m.pe * max(m.scale_w, m.offset_w))
+            cstyle = style(m.nf * m.pe * max(m.scale_w, m.offset_w), m.nf)
             for what, values, width in (("scales", node.scale, m.scale_w), ("offsets", node.offset, m.offset_w)):
                 memories.append(map_memory(f"{m.name} {what}", _field_width(values, m, width), max(2, m.nf), family,
                                            style=cstyle))
     else:
         ntw = m.tw + 1
-        memories.append(map_memory(f"{m.name} thresholds", _field_width(-node.thresholds.astype(np.int64), m, ntw),
-                                   max(2, m.nf), family, style=style(m.nf * m.pe * ntw)))
+        memories.append(map_memory(f"{m.name} thresholds", _field_width(-_hw_thresholds(node), m, ntw),
+                                   max(2, m.nf), family, style=style(m.nf * m.pe * ntw, m.nf)))
     dsp, notes = 0, []
     for count, a, b, y, what in multipliers:
         per = _dsp_per_multiplier(a, b, y, family)
@@ -648,8 +662,14 @@ class Device:
         return self.bram_blocks * self.bram_block_bits
 
     def capacity(self) -> dict:
-        return {"name": self.description, "device": self.name, "family": self.family, "luts": self.luts,
-                "ffs": self.ffs, "bram_blocks": self.bram_blocks, "bram_bits": self.bram_bits, "dsp": self.dsp}
+        cap = {"name": self.description, "device": self.name, "family": self.family, "luts": self.luts,
+               "ffs": self.ffs, "bram_blocks": self.bram_blocks, "bram_bits": self.bram_bits, "dsp": self.dsp}
+        if self.family == "ice40":
+            # An iCE40 logic cell is one LUT4 and one flip-flop, and a flip-flop shares a cell only with
+            # the LUT that feeds it: LUTs + FFs bounds the cells (the digits build: 4,745 against
+            # nextpnr's 4,377 ICESTORM_LC), and it is the count that fills the device.
+            cap["cells"] = self.luts
+        return cap
 
 
 _ECP5_DS = ("Lattice ECP5 and ECP5-5G Family Data Sheet FPGA-DS-02012, Table 1.1 (LUTs, 18 kbit sysMEM blocks, "

@@ -26,7 +26,7 @@ __all__ = ["SimResult", "run_network", "frame_word", "frame_beats", "measured_ti
 class SimResult:
     scores: np.ndarray            # (n, classes) int64
     classes: np.ndarray           # (n,) int64
-    in_cycles: tuple[int, ...]    # cycle of the first input handshake of each frame
+    in_cycles: tuple[int, ...]    # cycle each frame's first beat is first offered (valid)
     out_cycles: tuple[int, ...]   # cycle of each output handshake
 
 
@@ -85,12 +85,16 @@ def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_
                         await ctx.tick()
                 ctx.set(network.i.payload, word)
                 ctx.set(network.i.valid, 1)
+                offered = None
                 while True:
                     _, _, ready, now = await ctx.tick().sample(network.i.ready, cycle)
+                    offered = now if offered is None else offered
                     if ready:
                         break
+                # Latency counts from the offer: a unit without input buffer takes the beat only
+                # when it has issued the beat's last word.
                 if k == 0:
-                    in_cycles.append(now)
+                    in_cycles.append(offered)
                 ctx.set(network.i.valid, 0)
 
     async def consumer(ctx):

@@ -53,6 +53,8 @@ async def _producer(dut, frames, gaps: bool, rng: random.Random, progress: _Prog
                 cycle += 1
             dut.i__payload.value = word
             dut.i__valid.value = 1
+            if k == 0:                  # latency counts from the offer (see amaranth_sim.run_network)
+                in_cycles.append(cycle)
             while True:
                 await ReadOnly()
                 fire = int(dut.i__ready.value)
@@ -60,9 +62,7 @@ async def _producer(dut, frames, gaps: bool, rng: random.Random, progress: _Prog
                 if fire:
                     break
                 cycle += 1
-            if k == 0:
-                in_cycles.append(cycle)
-                progress.accepted += 1
+            progress.accepted += k == 0
             progress.last = cycle
             cycle += 1
     dut.i__valid.value = 0
