@@ -1,0 +1,249 @@
+"""FINN's W1A1 benchmark networks (TFC, SFC, LFC, CNV) with FINN's folding, through bnn2hw, measured.
+
+    python bench/finn_suite.py [--networks tfc,sfc,lfc,cnv] [--families xilinx,ice40,ecp5] [--pnr]
+                               [--frames 3] [--json docs/finn_suite.json] [--work build/finn_suite]
+
+For each network: random weights (seeded; BatchNorm statistics measured on random inputs, so every
+threshold lies inside its accumulator range — sizes and cycles do not depend on the weights),
+compiled with FINN's published W1A1 folding (FOLDINGS below says where each comes from). For each
+family the network is built for that family's hardware target (hw/target.py: xilinx-7, ice40-up5k,
+ecp5), exported as Verilog and synthesised with Yosys (synth_xilinx -family xc7, synth_ice40 -dsp,
+synth_ecp5; bnn2hw.synth). With ``--pnr`` it is placed and routed out of context (a three-pin
+wrapper: bnn2hw.synth.nextpnr) on the ECP5-85F, and on the iCE40 UP5K when synthesis says it fits.
+The Xilinx-target network is simulated for ``--frames`` random frames (Amaranth's simulator for
+TFC/SFC, Verilator for LFC/CNV): outputs against the golden model, cycles per frame and latency
+measured free-running. Every ratio against FINN printed here is computed from these measurements
+and FINN's published figures (FINN_REFERENCE; /work/shared/design/ANCHORS.md §1.5, §5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import bnn2hw  # noqa: E402
+from bnn2hw import golden  # noqa: E402
+from bnn2hw.codegen import stage_params  # noqa: E402
+from bnn2hw.codegen.export import export_verilog  # noqa: E402
+from bnn2hw.compiler import compile_model  # noqa: E402
+from bnn2hw.hw import Network, target_for  # noqa: E402
+from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant  # noqa: E402
+from bnn2hw.errors import ToolError  # noqa: E402
+from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
+
+#: (PE, SIMD) per dense layer and where the numbers come from.
+FOLDINGS = {
+    "tfc": ({"dense0": (16, 49), "dense1": (8, 8), "dense2": (8, 8), "dense3": (10, 8)},
+            "finn-examples build/bnn-pynq/folding_config/tfc-w1a1_folding_config.json (MVAU_hls_0..3)"),
+    "sfc": ({"dense0": (16, 49), "dense1": (16, 16), "dense2": (16, 16), "dense3": (10, 16)},
+            "no published W1A1 SFC folding (finn-examples ships TFC and CNV, BNN-PYNQ LFC and CNV): chosen "
+            "here as TFC's first layer (PE 16, SIMD 49) with every hidden layer balanced to the same 256 cycles"),
+    "lfc": ({"dense0": (32, 64), "dense1": (64, 32), "dense2": (32, 64), "dense3": (10, 8)},
+            "BNN-PYNQ bnn/src/network/lfcW1A1/hw/config.h (L0 SIMD 64 PE 32, L1 32/64, L2 64/32, L3 SIMD 8 "
+            "PE 16 over 10 outputs padded to 16; here PE 10, the same 128 cycles)"),
+    "cnv": (None, "models/cnv_w1a1_folding.json (BNN-PYNQ cnvW1A1 config.h = finn-examples cnv-w1a1)"),
+}
+HIDDEN = {"tfc": (64, 64, 64), "sfc": (256, 256, 256), "lfc": (1024, 1024, 1024)}
+
+#: FINN's published figures (ANCHORS.md §1.5, §5): PYNQ-Z1 (xc7z020) Vivado 2018.2 utilisation,
+#: cycles per frame of the bottleneck layer, PE·SIMD lanes and the `#Ops` per frame of config.h.
+FINN_REFERENCE = {
+    "lfc": {"luts": 28_360, "lutram": 3_001, "ffs": 33_470, "bram": 110, "dsp": 4, "cycles_per_frame": 512,
+            "lanes": 6_272, "ops_per_frame": 6_029_312,
+            "source": "BNN-PYNQ lfcW1A1 README (Vivado 2018.2, PYNQ-Z1), config.h Ext Latency / #Ops"},
+    "cnv": {"luts": 26_072, "lutram": 2_025, "ffs": 41_312, "bram": 124, "dsp": 24, "cycles_per_frame": 32_768,
+            "lanes": 2_272, "ops_per_frame": 118_978_048,
+            "source": "BNN-PYNQ cnvW1A1 README (Vivado 2018.2, PYNQ-Z1), config.h Ext Latency / #Ops"},
+    "tfc": {"cycles_per_frame": 64, "lanes": 16 * 49 + 64 + 64 + 80,
+            "source": "cycles and lanes from FINN's folding (max over layers of MW/SIMD · MH/PE); no published "
+                      "utilisation for TFC W1A1 was found"},
+}
+PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0), "ice40": ("up5k", "sg48", 48.0)}
+ICE40_UP5K_CELLS = 5280
+
+
+def dense_model(hidden: tuple[int, ...], seed: int, calibration: int = 512):
+    """784 → hidden… → 10 with 1-bit input (binarised MNIST pixels, as FINN's FC networks), random weights."""
+    from bnn2hw.io import BinaryNet
+    from bnn2hw.train import recalibrate_batchnorm
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [InputQuant(1)]
+    width = 784
+    for h in hidden:
+        layers += [BinaryLinear(width, h), nn.BatchNorm1d(h), BinaryAct()]
+        width = h
+    layers.append(BinaryLinear(width, 10))
+    model = BinaryNet(*layers, input_shape=(784,))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.weight.uniform_(-1.0, 1.0)
+                m.bias.uniform_(-0.5, 0.5)
+    recalibrate_batchnorm(model, torch.randint(0, 2, (calibration, 784)).float())
+    return model.eval()
+
+
+def build(name: str, work: Path, seed: int):
+    """(compiled network, input shape, folding source)."""
+    model_path = work / f"{name}.pt"
+    folding, source = FOLDINGS[name]
+    if name == "cnv":
+        from cnv_w1a1 import INPUT_SHAPE, random_cnv
+        bnn2hw.save(random_cnv(seed), model_path, input_shape=INPUT_SHAPE)
+        return compile_model(model_path, folding_file=ROOT / "models" / "cnv_w1a1_folding.json"), INPUT_SHAPE, source
+    bnn2hw.save(dense_model(HIDDEN[name], seed), model_path, input_shape=(784,))
+    folding_path = work / f"{name}_folding.json"
+    folding_path.write_text(json.dumps({"layers": {k: {"pe": pe, "simd": simd} for k, (pe, simd) in folding.items()}}))
+    return compile_model(model_path, folding_file=folding_path), (784,), source
+
+
+def lanes_and_ops(compiled) -> tuple[int, int]:
+    """Σ PE·SIMD over the compute layers, and binary ops per frame (2 per synapse and output position)."""
+    lanes = sum(l.pe * l.simd for l in compiled.estimate.layers)
+    ops = sum(2 * l.in_features * l.out_features * l.positions for l in compiled.estimate.layers)
+    return lanes, ops
+
+
+def simulate(compiled, network, x, verilog: Path, work: Path, simulator: str) -> dict:
+    from bnn2hw.sim.amaranth_sim import measured_timing, run_network
+    t0 = time.perf_counter()
+    expected = golden.run(compiled.graph, x)
+    stream_x = golden.channel_last(compiled.graph, x) if compiled.graph.has_convolutions else x
+    stream_x = np.asarray(stream_x).reshape(len(x), -1)
+    if simulator == "amaranth":
+        result = run_network(network, stream_x, compiled.pixel_bits)
+    else:
+        from bnn2hw.sim.cocotb_runner import run_rtl
+        head = network.head
+        result = run_rtl(verilog, stream_x, compiled.pixel_bits, head.n_out, head.score_width, head.class_width,
+                         simulator=simulator, build_dir=work / "rtl_sim", beats_per_frame=network.input_beats)
+    cycles, latency = measured_timing(result)
+    mismatches = int(np.sum(np.any(result.scores != expected.scores, axis=1)))
+    return {"simulator": simulator, "frames": len(x), "mismatches": mismatches, "cycles_per_frame": cycles,
+            "latency_cycles": latency, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, work: Path, seed: int,
+                      simulator: str | None, skip_sim: bool) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    compiled, shape, source = build(name, work, seed)
+    lanes, ops = lanes_and_ops(compiled)
+    est = compiled.estimate
+    rec = {"network": name, "weights": f"random (seed {seed})", "folding_source": source,
+           "layers": [{"name": l.name, "in": l.in_features, "out": l.out_features, "pe": l.pe, "simd": l.simd,
+                       "cycles_per_frame": l.cycles_per_frame} for l in est.layers],
+           "lanes": lanes, "ops_per_frame": ops, "cycles_per_frame_estimate": est.cycles_per_frame,
+           "bottleneck": est.bottleneck, "compile_s": round(time.perf_counter() - t0, 1), "families": {}}
+    print(f"== {name}: {lanes} PE·SIMD lanes, estimate {est.cycles_per_frame} cycles/frame "
+          f"(bottleneck {est.bottleneck})", flush=True)
+    for fam in families:
+        target = target_for(fam)
+        d = work / fam
+        network = Network(stage_params(compiled.graph, target=target))
+        t1 = time.perf_counter()
+        verilog = export_verilog(network, d / "verilog", compiled.pixel_bits)
+        fam_rec: dict = {"target": target.name, "verilog_s": round(time.perf_counter() - t1, 1)}
+        rec["families"][fam] = fam_rec
+        if fam == "xilinx" and not skip_sim:
+            sim = simulator or ("amaranth" if name in ("tfc", "sfc") else "verilator")
+            x = np.random.default_rng(seed + 1).integers(0, 1 << compiled.pixel_bits, size=(frames,) + tuple(shape))
+            fam_rec["simulation"] = simulate(compiled, network, x, verilog, d, sim)
+            s = fam_rec["simulation"]
+            print(f"   {fam}: {sim} {s['frames']} frames, {s['mismatches']} mismatches, {s['cycles_per_frame']} "
+                  f"cycles/frame, latency {s['latency_cycles']} ({s['seconds']} s)", flush=True)
+        want_pnr = pnr and fam in PNR_DEVICES
+        synth = synthesize(verilog, fam, d / "synth", write_json=want_pnr, ooc_wrapper=want_pnr)
+        r = synth.resources
+        fam_rec["synth"] = {**r.to_json(), "seconds": round(synth.seconds)}
+        fam_rec["luts_per_lane"] = round(r.luts / lanes, 3)
+        fam_rec["ops_per_cycle_per_lut"] = round(ops / est.cycles_per_frame / r.luts, 3)
+        print(f"   {fam}: {r.luts} LUTs ({fam_rec['luts_per_lane']:.2f}/lane), {r.ffs} FFs, {r.carry} carry, "
+              f"{r.bram} BRAM, {r.lutram} LUT RAM, {r.dsp} DSP ({synth.seconds:.0f} s)", flush=True)
+        if want_pnr:
+            dev, pkg, freq = PNR_DEVICES[fam]
+            if fam == "ice40" and synth.total.luts + synth.total.ffs > 2 * ICE40_UP5K_CELLS:
+                fam_rec["pnr"] = {"skipped": f"{synth.total.luts} LUT4 + {synth.total.ffs} FF (wrapper included) "
+                                             f"cannot fit {ICE40_UP5K_CELLS} logic cells"}
+                print(f"   {fam}: place and route skipped: {fam_rec['pnr']['skipped']}", flush=True)
+                continue
+            try:
+                pr = place_and_route(synth.json_path, fam, dev, pkg, d / "synth", freq_mhz=freq)
+            except ToolError as e:
+                fam_rec["pnr"] = {"failed": str(e).splitlines()[:6]}
+                print(f"   {fam}: nextpnr failed: {str(e).splitlines()[:3]}", flush=True)
+                continue
+            fam_rec["pnr"] = {**pr.to_json(), "utilisation": {k: list(v) for k, v in pr.utilisation.items() if v[0]}}
+            print(f"   {fam}: {dev} Fmax {pr.fmax:.1f} MHz (target {freq:g}: {'met' if pr.passed else 'missed'}), "
+                  f"{ {k: v for k, v in pr.utilisation.items() if v[0] and k[:5] in ('TRELL', 'ICEST', 'DP16K', 'MULT1')} }",
+                  flush=True)
+    return rec
+
+
+def ratios(rec: dict) -> dict:
+    """Measured / FINN, where FINN published the figure."""
+    ref = FINN_REFERENCE.get(rec["network"])
+    x = rec["families"].get("xilinx", {})
+    if not ref:
+        return {}
+    out = {}
+    cycles = x.get("simulation", {}).get("cycles_per_frame", rec["cycles_per_frame_estimate"])
+    out["cycles_per_frame"] = round(cycles / ref["cycles_per_frame"], 3)
+    if "luts" in ref and "synth" in x:
+        s = x["synth"]
+        out["luts"] = round(s["luts"] / ref["luts"], 3)
+        out["ffs"] = round(s["ffs"] / ref["ffs"], 3)
+        out["bram"] = round(s["bram"] / ref["bram"], 3)
+        out["luts_per_lane"] = round((s["luts"] / rec["lanes"]) / (ref["luts"] / ref["lanes"]), 3)
+        ours = rec["ops_per_frame"] / cycles / s["luts"]
+        finn = ref["ops_per_frame"] / ref["cycles_per_frame"] / ref["luts"]
+        out["ops_per_cycle_per_lut"] = round(ours / finn, 3)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--networks", default="tfc,sfc,lfc,cnv")
+    ap.add_argument("--families", default="xilinx,ice40,ecp5")
+    ap.add_argument("--pnr", action="store_true", help="also place and route (ECP5-85F; iCE40 UP5K where it fits)")
+    ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--simulator", default=None, help="amaranth or verilator (default: by network size)")
+    ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--json", type=Path, default=None, help="merge the records into this file")
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    records = {}
+    if args.json and args.json.is_file():
+        records = json.loads(args.json.read_text()).get("networks", {})
+    with tempfile.TemporaryDirectory(prefix="bnn2hw-finn-") as scratch:
+        work = args.work or Path(scratch)
+        for name in args.networks.split(","):
+            rec = run_network_suite(name, args.families.split(","), args.pnr, args.frames, work / name, args.seed,
+                                    args.simulator, args.no_sim)
+            old = records.get(name, {})
+            rec["families"] = {**old.get("families", {}), **rec["families"]}
+            rec["ratios_vs_finn"] = ratios(rec)
+            records[name] = rec
+            if rec["ratios_vs_finn"]:
+                print(f"   vs FINN ({FINN_REFERENCE[name]['source']}): {rec['ratios_vs_finn']}", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps({"finn_reference": FINN_REFERENCE, "networks": records}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
