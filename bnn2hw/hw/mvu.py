@@ -35,11 +35,18 @@ from amaranth.lib.wiring import In, Out
 
 from .pe_array import PEArray, resize, tree_sum
 
-__all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_chain", "ROM_STYLES"]
+__all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_chain", "ROM_STYLES",
+           "popcount_threshold"]
 
 #: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
 #: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
 ROM_STYLES = ("", "block", "distributed", "logic")
+
+
+def popcount_threshold(t, n_in: int):
+    """The popcount threshold of a ±1-input threshold T over ``n_in`` lanes: 2p − N ≥ T ⇔
+    p ≥ ⌈(T + N)/2⌉ (ints or numpy integer arrays)."""
+    return -((-(t + n_in)) // 2)
 
 
 @dataclass(frozen=True)
@@ -214,7 +221,7 @@ class MatrixVectorUnit(wiring.Component):
             fields = [(row >> (j * tw)) & ((1 << tw) - 1) for j in range(p.pe)]
             ts = [f - (1 << tw) if f >> (tw - 1) else f for f in fields]
             if p.pixel_bits == 1:
-                ts = [-((-(t + p.n_in)) // 2) for t in ts]
+                ts = [popcount_threshold(t, p.n_in) for t in ts]
             values.append([-t for t in ts])
         flat = [v for r in values for v in r]
         ntw = _signed_bits(min(flat), max(flat))
@@ -252,7 +259,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += self.i.ready.eq(~Mux(wr_sel, full[1], full[0]))
         elif nbuf == 1:
             m.d.comb += self.i.ready.eq(~full[0] | refill)
-        # (no buffer: i.ready is set below, as one LUT of flip-flops and o.ready)
+        # (no buffer: i.ready is set below, next to the stall condition)
         with m.If(self.i.valid & self.i.ready):
             for k in range(nbuf):
                 with m.If(wr_sel == k):
@@ -273,9 +280,8 @@ class MatrixVectorUnit(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(advance & frame_ready)
         last_sf = sf_ctr == p.sf - 1
-        # "addr is the frame's last word" as a flag, not a comparator: it (with the registered
-        # frame-done flag below) keeps the ready path from a unit's output to its input at two LUT
-        # levels, and a network's ready chain runs through every unit.
+        # "addr is the frame's last word" as a flag, not a comparator: without an input buffer it
+        # is the unit's i.ready (below), which its producer's stall logic waits on.
         if p.cycles == 1:
             last_beat = Const(1)
         else:
@@ -382,7 +388,7 @@ class MatrixVectorUnit(wiring.Component):
             # a network's ready chain stops at every unit instead of crossing all of them in a cycle.
             m.d.comb += self.i.ready.eq(self.i.valid & last_beat)
         elif nbuf == 0:
-            m.d.comb += self.i.ready.eq(self.i.valid & last_beat & (~held | self.o.ready))
+            m.d.comb += self.i.ready.eq(refill)
 
         if p.scores:
             lane_vals = self._scores(m, acc_next, chan_ports)

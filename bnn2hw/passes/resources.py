@@ -361,8 +361,9 @@ def _xnor_pixels(node) -> bool:
 def _hw_thresholds(node) -> np.ndarray:
     """The thresholds the hardware compares with: T, or for 1-bit pixels the popcount threshold
     ⌈(T + N)/2⌉ (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉)."""
+    from ..hw.mvu import popcount_threshold     # the hardware's own rule
     t = node.thresholds.astype(np.int64)
-    return -((-(t + node.in_features)) // 2) if _xnor_pixels(node) else t
+    return popcount_threshold(t, node.in_features) if _xnor_pixels(node) else t
 
 
 def _mvu_shape(node, pe: int, simd: int) -> _MVU:
