@@ -285,6 +285,8 @@ def fold_for_budget(graph: Graph, max_luts: int, family: str) -> dict[str, Foldi
 
 _RESOURCES = (("luts", "LUTs"), ("ffs", "flip-flops"), ("cells", "logic cells (LUTs + flip-flops)"),
               ("bram_blocks", "block RAMs"), ("dsp", "DSP blocks"))
+#: Resources kept within the margin of the device (place and route needs room); the others may fill it.
+_MARGINED = ("luts", "ffs", "cells")
 _BRAM_CELL = {"ice40": "SB_RAM40_4K", "ecp5": "DP16KD", "xilinx": "RAMB36"}
 _DSP_CELL = {"ice40": "SB_MAC16", "ecp5": "MULT18X18D", "xilinx": "DSP48E1"}
 
@@ -346,7 +348,7 @@ def fit_check(graph: Graph, family: str, capacity, device: str | None = None, ma
                            key, need[key], cap[key])
     warnings = []
     for key, what in _RESOURCES:
-        if key in cap and cap[key] and need[key] > margin * cap[key] and key in ("luts", "ffs", "cells"):
+        if key in cap and cap[key] and need[key] > margin * cap[key] and key in _MARGINED:
             warnings.append(f"the design uses about {100 * need[key] / cap[key]:.0f} % of the {board}'s {what} "
                             f"({_fmt(need[key])} of {_fmt(cap[key])}); place and route may fail or be slow above "
                             f"about {100 * margin:.0f} %")
@@ -363,9 +365,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
     that the smallest design still exceeds (and whether the weights alone are too many)."""
     cap = resources.capacity_from(capacity)
     board = _board_name(cap, device)
-    limits = {"luts": margin * cap.get("luts", math.inf), "ffs": margin * cap.get("ffs", math.inf),
-              "cells": margin * cap.get("cells", math.inf),
-              "bram_blocks": cap.get("bram_blocks", math.inf), "dsp": cap.get("dsp", math.inf)}
+    limits = {key: (margin if key in _MARGINED else 1) * cap.get(key, math.inf) for key, _ in _RESOURCES}
 
     def ok(est) -> bool:
         need = _needs(est)
@@ -392,7 +392,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
     for key, what in _RESOURCES:
         if need[key] > limits[key]:
             shown = cap.get(key)
-            extra = f" ({100 * margin:.0f} % of {cap[key]:,} usable)" if key in ("luts", "ffs", "cells") else ""
+            extra = f" ({100 * margin:.0f} % of {cap[key]:,} usable)" if key in _MARGINED else ""
             raise FitError(f"no folding fits the {board}: even the smallest design found ({cycles:,} cycles "
                            f"per frame) needs about {_fmt(need[key])} {what}, and the {board} has {_fmt(shown)}"
                            f"{extra}; use a smaller model or a larger board", key, need[key], shown)
