@@ -16,8 +16,8 @@ Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉, P = ``M
 Resources:
     * weight ROM NF·SF × PE·SIMD bits, threshold/affine ROM NF rows (``rom_style``: block RAM, LUT RAM
       or logic, by the target);
-    * ``input_buffers`` (2, 1 or 0) input buffers (in × pixel bits), one result register ((NF − 1)·PE
-      bits or scores) and one output register (out bits or scores), P × (PE partial sums + control)
+    * ``input_buffers`` (2, 1 or 0) input buffers (in × pixel bits), one result shift register
+      ((NF − 1)·PE bits or scores) and one output register (out bits or scores), P × (PE partial sums + control)
       pipeline flip-flops;
     * PE popcount (or signed adder) trees of SIMD inputs shaped for the target's LUT size
       (hw/pe_array.py) and PE accumulators. Threshold layers start each accumulator at −T (the ROM
@@ -76,6 +76,8 @@ class MVUParams:
     input_buffers: int = 2               # 2: the next vector loads while one computes; 1: the producer's
                                          # output register holds it (same II, half the buffer registers);
                                          # 0: words are read from the held input beat itself (no buffer)
+    onehot_select: bool = False          # pick the SIMD word with a one-hot ring (AND-OR, SF flip-flops)
+                                         # instead of a multiplexer on the word counter (LUT4 targets)
 
     def __post_init__(self):
         """Parameters are checked here, before any hardware object exists."""
@@ -90,6 +92,8 @@ class MVUParams:
             raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
         if not p.scores and len(p.threshold_rows) != p.nf:
             raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
+        if not isinstance(p.onehot_select, bool):
+            raise ValueError(f"onehot_select must be True or False, not {p.onehot_select!r}")
         if p.input_buffers not in (0, 1, 2):
             raise ValueError(f"input_buffers must be 0, 1 or 2, not {p.input_buffers!r}")
         if p.lut_inputs not in (4, 5, 6):
@@ -288,7 +292,11 @@ class MatrixVectorUnit(wiring.Component):
             last_beat = Signal(name="last_beat")
             with m.If(issue):
                 m.d.sync += last_beat.eq(~last_beat & (addr == p.cycles - 2))
+        # One-hot copy of sf_ctr: bit k is 1 while word k is issued (see _select_word).
+        word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
         with m.If(issue):
+            if word_hot is not None:
+                m.d.sync += word_hot.eq(word_hot.rotate_left(1))
             m.d.sync += addr.eq(Mux(last_beat, 0, addr + 1))
             m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
             with m.If(last_sf):
@@ -314,10 +322,13 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(advance)]
 
         # ---- stage 1: ROM data is here; registered copies of the issue-stage control ----
-        s1_valid, s1_first, s1_last, s1_done = Signal(), Signal(), Signal(), Signal()
-        s1_nf = Signal(range(max(2, p.nf)))
-        s1_sf = Signal(range(max(2, p.sf)))
-        s1_x = Signal(word_w)
+        # Registers that only matter beside a valid flag are reset-less: a reset then never meets
+        # their enable logic (an iCE40 flip-flop's reset acts only while it is enabled).
+        s1_valid, s1_done = Signal(), Signal()
+        s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
+        s1_nf = Signal(range(max(2, p.nf)), reset_less=True)
+        s1_sf = Signal(range(max(2, p.sf)), reset_less=True)
+        s1_x = Signal(word_w, reset_less=True)
         if nbuf == 0:
             cur_buf = Signal(buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
             m.d.comb += cur_buf.eq(self.i.payload)
@@ -325,13 +336,14 @@ class MatrixVectorUnit(wiring.Component):
             cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf), s1_done.eq(issue & last_beat),
-                         s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_w))]
+                         s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
 
         # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
         ctl = [(s1_valid, s1_first, s1_last, s1_nf, s1_done)]
         for k in range(1, p.pipeline + 1):
-            regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first"), Signal(name=f"p{k}_last"),
-                    Signal(range(max(2, p.nf)), name=f"p{k}_nf"), Signal(name=f"p{k}_done"))
+            regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first", reset_less=True),
+                    Signal(name=f"p{k}_last", reset_less=True),
+                    Signal(range(max(2, p.nf)), name=f"p{k}_nf", reset_less=True), Signal(name=f"p{k}_done"))
             with m.If(advance):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
             ctl.append(regs)
@@ -358,7 +370,7 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
                      lanes.en.eq(advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
-        acc_all = Signal(p.pe * acc_w, name="acc")
+        acc_all = Signal(p.pe * acc_w, name="acc", reset_less=True)
         acc_next_all = Signal(p.pe * acc_w, name="acc_next")
         is_signed = pe_pixel_bits or not p.scores
         lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
@@ -397,15 +409,18 @@ class MatrixVectorUnit(wiring.Component):
             lane_vals = [~acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
             field_w = 1
         group_w = p.pe * field_w
-        # Groups 0 .. NF−2 wait here; the last group goes straight to the output register.
-        result = Signal(max(1, (p.nf - 1) * group_w), name="result")
-        for k in range(p.nf - 1):      # a decoder, not a variable-index write (lint-clean Verilog)
-            with m.If(advance & c_valid & c_last & (c_nf == k)):
-                m.d.sync += result[k * group_w:(k + 1) * group_w].eq(Cat(*lane_vals))
+        # Groups 0 .. NF−2 wait here; the last group goes straight to the output register. Groups
+        # finish in order, so the register shifts one group in at the top each time (after NF − 1
+        # shifts group 0 is at the bottom): no group decoder, and its enable is one LUT after
+        # `advance`. The last group shifts in as well; the output register has taken the frame then.
+        result = Signal(max(1, (p.nf - 1) * group_w), name="result", reset_less=True)
+        if p.nf > 1:
+            with m.If(advance & c_valid & c_last):
+                m.d.sync += result.eq(Cat(result[group_w:], *lane_vals))
 
         # ---- output register ----
         res_w = p.nf * group_w
-        obuf = Signal(res_w, name="out_buf")
+        obuf = Signal(res_w, name="out_buf", reset_less=True)
         m.d.comb += self.o.valid.eq(o_full)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += o_full.eq(0)
@@ -420,11 +435,21 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += self.o.payload.eq(obuf[:p.n_out])
         return m
 
-    def _select_word(self, m: Module, buf, index, width: int):
-        """buf[index*width +: width] as a mux tree (lint-clean, unlike a variable shift)."""
+    def _select_word(self, m: Module, buf, index, hot, width: int):
+        """buf[index*width +: width]: a multiplexer on ``index`` (lint-clean, unlike a variable shift),
+        or with ``hot`` (one-hot index) an AND-OR tree. On 4-input LUTs the AND-OR is log4(2·SF)
+        levels deep (a LUT takes two word bits and their two select bits; no index decoder), where
+        the multiplexer was eight levels for SF = 64: the UP5K's critical path at 48 MHz."""
         if self._p.sf == 1:
             return buf[:width]
         words = [buf[k * width:(k + 1) * width] for k in range(self._p.sf)]
+        if hot is not None:
+            terms = [Mux(hot[k], words[k], 0) for k in range(self._p.sf)]
+            while len(terms) > 1:
+                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+            picked = Signal(width, name="word_picked")
+            m.d.comb += picked.eq(terms[0])
+            return picked
         # Cover every index value (unreachable ones repeat word 0) so the case statement is complete.
         words += [words[0]] * ((1 << len(index)) - len(words))
         return Array(words)[index]

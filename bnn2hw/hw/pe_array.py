@@ -47,7 +47,7 @@ class _Stager:
             return terms
         out = []
         for i, t in enumerate(terms):
-            reg = Signal(t.shape(), name=f"{name}_p{level}_{i}")
+            reg = Signal(t.shape(), name=f"{name}_p{level}_{i}", reset_less=True)   # data beside a valid flag
             with self.m.If(self.en):
                 self.m.d.sync += reg.eq(t)
             out.append(reg)
@@ -340,7 +340,7 @@ class PEArray(wiring.Component):
                 fields.append(resize(count, self._field_width))
         value = Cat(*fields)
         for k in range(out_regs):
-            reg = Signal(len(value), name=f"partial_p{k}")
+            reg = Signal(len(value), name=f"partial_p{k}", reset_less=True)
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             value = reg

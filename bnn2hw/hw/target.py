@@ -13,6 +13,9 @@ sets, per matrix-vector unit:
   register holds the next one) or 0 (the unit reads its SIMD words straight from the input beat,
   which its producer holds until the last word is issued). All three keep the initiation interval;
   fewer buffers save ``n_in`` × bits flip-flops each, and 0 also saves one cycle of latency per unit;
+* ``onehot_select`` — the SIMD word in front of the PE array is picked by a one-hot ring of SF
+  flip-flops (an AND-OR tree, log4(2·SF) LUT4 levels) instead of a multiplexer on the word counter
+  (its decoder and mux tree were eight LUT4 levels at SF = 64). For LUT4 families;
 * ``bram_min_bits`` — ROMs of at least this many bits (or of more than ``logic_rom_max_rows`` rows)
   get ``rom_style = "block"`` (block RAM), smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
   ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx).
@@ -39,6 +42,7 @@ class HardwareTarget:
     small_rom_style: str = "logic"
     input_buffers: int = 2
     logic_rom_max_rows: int | None = None
+    onehot_select: bool = False
 
     def __post_init__(self):
         if self.lut_inputs not in (4, 5, 6):
@@ -60,7 +64,7 @@ class HardwareTarget:
     def mvu_options(self, weight_bits: int, const_bits: int, weight_rows: int = 0, const_rows: int = 0) -> dict:
         """The ``MVUParams`` fields this target sets, for a unit with ROMs of these sizes."""
         return dict(lut_inputs=self.lut_inputs, compressor=self.compressor, carry_adders=self.carry_adders,
-                    pipeline=self.pipeline, input_buffers=self.input_buffers,
+                    pipeline=self.pipeline, input_buffers=self.input_buffers, onehot_select=self.onehot_select,
                     rom_style=self.rom_style(weight_bits, weight_rows),
                     const_rom_style=self.rom_style(const_bits, const_rows))
 
@@ -78,12 +82,14 @@ XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2,
 #: the buffer flip-flops (which pack with no LUT) cost as many cells as the logic of the layers.
 #: A ROM of more than 64 rows goes to block RAM however small: in LUT4 logic its address decoder and
 #: read multiplexer are seven or more levels deep (the digits model's 640-row score-layer ROM was the
-#: critical path at 36 MHz).
-ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=2, bram_min_bits=2048,
-                            input_buffers=0, logic_rom_max_rows=64)
+#: critical path at 36 MHz). Three pipeline stages: the third cuts the carry-adder trees in the
+#: middle (at SIMD 16 the rest of the tree after level 1 was the critical path at 40 MHz), for a few
+#: flip-flops per PE and one cycle of latency per unit.
+ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=3, bram_min_bits=2048,
+                            input_buffers=0, logic_rom_max_rows=64, onehot_select=True)
 #: Lattice ECP5 (LUT4, CCU2C carry, 18-kbit DP16KD, DPR16X4 LUT RAM).
 ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic",
-                      input_buffers=0)
+                      input_buffers=0, onehot_select=True)
 
 TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
 _FAMILY = {"xilinx": XILINX_7, "ice40": ICE40_UP5K, "ecp5": ECP5, "generic": GENERIC}

@@ -7,7 +7,7 @@ it (``bnn2hw.synth``: synth_ice40 -dsp, synth_ecp5, synth_xilinx -family xc7; LU
 ``synth.Resources.luts`` counts them: ECP5 CCU2C = 2 and DPR16X4 = 6 LUT4s, Xilinx LUT RAM in LUT6 sites).
 
 * **Flip-flops** are counted register by register: an MVU's input buffers (``input_buffers`` × n_in·bits),
-  the issue-stage word register (SIMD·bits), PE accumulators, the result ((NF − 1)·PE bits or scores)
+  the issue-stage word register (SIMD·bits) and, with ``onehot_select``, the SF-bit word ring, PE accumulators, the result ((NF − 1)·PE bits or scores)
   and output registers, the PE array's pipeline registers (``pipeline``; inside the trees the sums of
   the cut level), counters; a window unit's kh·kw window register and counters; the Flatten collector's
   two frame registers; the data register of every ROM that becomes logic and of every LUT-RAM line buffer.
@@ -26,7 +26,7 @@ it (``bnn2hw.synth``: synth_ice40 -dsp, synth_ecp5, synth_xilinx -family xc7; LU
 * **LUTs** are ``Σ coefficient·feature`` over a few features per unit (:func:`lut_features`):
   XNOR-popcount lanes PE·SIMD, pixel lane bits PE·SIMD·bits, lanes with constant weights, the word
   multiplexer in front of the PE array (buffers·SF inputs per word bit), accumulator bits per PE
-  (threshold layers start at −T: no comparator), output-register bits, the result-group decoder, the
+  (threshold layers start at −T: no comparator), output-register bits, the
   class-score argmax chain, ROMs that became logic (per column ceil(D / 2^k) LUTs, plus the 2:1
   multiplexers a LUT4 family without wide-function muxes needs), window multiplexers, pool gates and
   a constant per unit; plus the LUTs of LUT-RAM cells, counted exactly. The coefficients are one
@@ -219,17 +219,17 @@ def map_memory(name: str, width: int, depth: int, family: str, lanes: int = 0, l
 COST_MODELS: dict[str, dict[str, float]] = {
     "ice40": {"const_lanes": 1.795, "popcount_lanes": 3.88, "pixel_lane_bits": 2.217, "select_mux": 0.476,
         "acc_bits": 0.651, "pixel_combine_bits": 0.977, "score_bits": 0.489, "argmax_bits": 0.651,
-        "out_bits": 0.476, "nf_decoder": 0.19, "rom_logic": 1.155, "mvu_control": 67.08, "window_mux": 0.476,
+        "out_bits": 0.476, "rom_logic": 1.155, "mvu_control": 67.08, "window_mux": 0.476,
         "window_control": 100.62, "ram_logic": 1.155, "pool_inputs": 0.19, "collect_control": 16.77,
         "mul_bits": 0.326},
     "ecp5": {"const_lanes": 0.622, "popcount_lanes": 3.316, "pixel_lane_bits": 2.211, "select_mux": 0.413,
         "acc_bits": 2.202, "pixel_combine_bits": 3.302, "score_bits": 1.651, "argmax_bits": 2.202,
-        "out_bits": 0.689, "nf_decoder": 0.276, "rom_logic": 1.68, "mvu_control": 64.477, "window_mux": 0.413,
+        "out_bits": 0.689, "rom_logic": 1.68, "mvu_control": 64.477, "window_mux": 0.413,
         "window_control": 96.715, "ram_logic": 1.68, "pool_inputs": 0.276, "collect_control": 16.119,
         "mul_bits": 1.101},
     "xilinx": {"const_lanes": 0.823, "popcount_lanes": 2.183, "pixel_lane_bits": 1.31, "select_mux": 0.295,
         "acc_bits": 0.649, "pixel_combine_bits": 1.081, "score_bits": 0.541, "argmax_bits": 0.649,
-        "out_bits": 0.505, "nf_decoder": 0.211, "rom_logic": 1.709, "mvu_control": 45.246, "window_mux": 0.295,
+        "out_bits": 0.505, "rom_logic": 1.709, "mvu_control": 45.246, "window_mux": 0.295,
         "window_control": 60.328, "ram_logic": 0.683, "pool_inputs": 0.211, "collect_control": 12.066,
         "mul_bits": 0.324},
 }
@@ -481,7 +481,6 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
     f["acc_bits"] = m.pe * m.acc_w                                   # accumulate (from −T or 0)
     field_w = m.score_w if m.scores else 1
     f["out_bits"] = m.n_out * field_w                                # result / output register loads
-    f["nf_decoder"] = m.nf * _bits(m.nf)                             # which result group a fold writes
     f["mvu_control"] = 1
     style = (lambda bits, rows: target.rom_style(bits, rows)) if target is not None else (lambda bits, rows: "")
     memories = [map_memory(f"{m.name} weights", _weight_width(node, m), max(2, m.nf * m.sf), family,
@@ -515,7 +514,8 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
             f["mul_bits"] += count * a * b
     note = f"{m.name}: " + "; ".join(notes) if notes else ""
     f["rom_logic"] = sum(mem.logic_luts for mem in memories)
-    ffs = (nbuf * in_bits + 4 + 2 * (_bits(m.sf) + _bits(m.nf)) + _bits(m.nf * m.sf) + 3 + word_w
+    ring = m.sf if getattr(target, "onehot_select", False) and m.sf > 1 else 0      # one-hot word select
+    ffs = (nbuf * in_bits + 4 + 2 * (_bits(m.sf) + _bits(m.nf)) + _bits(m.nf * m.sf) + 3 + word_w + ring
            + m.pe * m.acc_w + (m.nf - 1) * m.pe * field_w + m.n_out * field_w + 1
            + sum(mem.ffs for mem in memories) + _pipeline_ffs(m, target))
     return _unit(m.name, "mvu", f, family, ffs, memories, dsp, note)
@@ -615,7 +615,7 @@ FEATURE_GROUPS = {
     "lanes": ("popcount_lanes", "pixel_lane_bits"),
     "constant weights": ("const_lanes",),
     "arith": ("acc_bits", "pixel_combine_bits", "score_bits", "argmax_bits", "mul_bits"),
-    "mux": ("select_mux", "window_mux", "out_bits", "nf_decoder", "pool_inputs"),
+    "mux": ("select_mux", "window_mux", "out_bits", "pool_inputs"),
     "rom": ("rom_logic", "ram_logic"),
     "fixed": ("mvu_control", "window_control", "collect_control"),
 }
