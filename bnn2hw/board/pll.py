@@ -110,5 +110,8 @@ class PLLClockDomain(Elaboratable):
             m.d.pll_por += count.eq(0)
         with m.Elif(count != delay):
             m.d.pll_por += count.eq(count + 1)
-        m.d.comb += ResetSignal("sync").eq(count != delay)
+        # A flip-flop, not the comparator itself: the reset reaches every register with an enable.
+        in_reset = Signal(init=1)
+        m.d.pll_por += in_reset.eq(~locked | (count != delay))
+        m.d.comb += ResetSignal("sync").eq(in_reset)
         return m

@@ -199,7 +199,14 @@ class BoardTop(wiring.Component):
         cand_idx = Signal(range(max(2, n_cls)))
         cand_valid, cand_last = Signal(), Signal()
         m.d.sync += cand_valid.eq(0)
-        with m.If(net.o.valid & ~scanning & ~class_found & ~cand_valid):
+        # The network's result is taken (o.ready) the cycle after its reply starts, from a flip-flop:
+        # o.ready heads every unit's stall logic, which fans out to all of the head unit's registers.
+        # The result is held through that cycle, so the reply (loaded when it starts) is the same.
+        taking = Signal()
+        reply_starts = Signal()
+        m.d.sync += taking.eq(reply_starts)
+        m.d.comb += net.o.ready.eq(taking)
+        with m.If(net.o.valid & ~taking & ~scanning & ~class_found & ~cand_valid):
             m.d.sync += [best.eq(result.scores[0]), best_idx.eq(0), scan.eq(1), scanning.eq(1)]
             if n_cls == 1:
                 m.d.sync += [scanning.eq(0), class_found.eq(1)]
@@ -227,7 +234,6 @@ class BoardTop(wiring.Component):
         outstanding = Signal(16)           # frames received whose reply has not started
         replies_first = Signal(16)         # replies still due before the pending info reply
         none_first = Signal(init=1)        # replies_first == 0, as a flag (see sender_idle)
-        reply_starts = Signal()
         info_request = Signal()
         leds = Signal(len(self.leds))
         m.d.comb += [self.leds.eq(leds), info_request.eq(take & ~receiving & (byte == INFO_REQUEST))]
@@ -238,7 +244,7 @@ class BoardTop(wiring.Component):
                 m.d.sync += [shift.eq(int.from_bytes(desc_bytes, "little")), bytes_left.eq(len(desc_bytes)),
                              sender_idle.eq(0), info_pending.eq(0)]
             with m.Elif(class_found):
-                m.d.comb += [net.o.ready.eq(1), reply_starts.eq(1)]
+                m.d.comb += reply_starts.eq(1)
                 m.d.sync += [shift.eq(reply), bytes_left.eq(desc.reply_length), sender_idle.eq(0),
                              leds.eq(best_idx), class_found.eq(0)]
         with m.If(frame_received & ~reply_starts):
@@ -248,8 +254,11 @@ class BoardTop(wiring.Component):
         with m.If(reply_starts & ~none_first):
             m.d.sync += [replies_first.eq(replies_first - 1), none_first.eq(replies_first == 1)]
         with m.If(info_request & (~info_pending | serving_info)):     # else merged with the pending one
-            due = outstanding - reply_starts
-            m.d.sync += [info_pending.eq(1), replies_first.eq(due), none_first.eq(due == 0)]
+            # due == 0 written as an equality of outstanding and reply_starts, not a test of the
+            # difference: reply_starts arrives late in the cycle, and it then meets one LUT, not a
+            # 16-bit subtraction followed by a zero test.
+            m.d.sync += [info_pending.eq(1), replies_first.eq(outstanding - reply_starts),
+                         none_first.eq(outstanding == reply_starts)]
         return m
 
 

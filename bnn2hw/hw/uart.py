@@ -132,9 +132,11 @@ class UARTTransmitter(wiring.Component):
         bits_left = Signal(range(10))
         timer = Signal(range(d))
         busy = Signal()
+        # busy & timer == 0 & bits_left == 0 (the stop bit's last cycle), registered one cycle ahead
+        # (divisor ≥ 2: no load lands on timer == 1): i.ready is then one LUT from flip-flops.
         last_cycle = Signal()
-        m.d.comb += [self.tx.eq(line), last_cycle.eq(busy & (timer == 0) & (bits_left == 0)),
-                     self.i.ready.eq(~busy | last_cycle)]
+        m.d.sync += last_cycle.eq(busy & (timer == 1) & (bits_left == 0))
+        m.d.comb += [self.tx.eq(line), self.i.ready.eq(~busy | last_cycle)]
 
         with m.If(busy):
             with m.If(timer != 0):
