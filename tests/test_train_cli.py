@@ -103,11 +103,18 @@ def test_binary_weight_only_model_says_it_cannot_be_compiled(tmp_path):
     assert result.exit_code == 1 and "Hardtanh" in result.stderr
 
 
+#: STE tuned on its own (docs/training.md, "Acceptance runs"): Adam lr 0.05, batch 64, cosine.
+STE_BASELINE = dict(binarization=BinarizationConfig(method="ste"), epochs=30, lr=0.05, batch_size=64)
+
+
 def test_ste_baseline_is_honest_at_six_layers_of_64():
-    """Acceptance: BinaryConnect-style STE, 6 hidden layers of 64, 30 epochs: at least 94 % deploy accuracy."""
+    """Acceptance: BinaryConnect-style STE, 6 hidden layers of 64, 30 epochs: at least 94 % deploy accuracy,
+    as the mean over four seeds. One seed moves by about a point between CPUs (float32 reductions
+    differ), which a single-seed test at the bound cannot absorb."""
     data = load_training_data("digits")
-    result = train(data, TrainConfig(hidden=(64,) * 6, binarization=BinarizationConfig(method="ste"), epochs=30))
-    assert result.test_accuracy >= 0.94, result.test_accuracy
+    accuracies = [train(data, TrainConfig(hidden=(64,) * 6, seed=seed, **STE_BASELINE)).test_accuracy
+                  for seed in range(4)]
+    assert np.mean(accuracies) >= 0.94, accuracies
 
 
 @pytest.mark.slow       # about 5 minutes of training on 2 cores: a third of the default run's budget
