@@ -16,7 +16,7 @@
 * **Reply sender.** Finds the class of the result the network's last unit holds, one score per cycle
   (classes − 1 cycles; lowest index on ties, as the network's argmax), then takes the result into a
   shift register (``0xB2``, class, scores sign-extended to whole bytes, little-endian, class 0 first) and sets ``leds`` to its
-  class. An info request notes how many frames received before it are still unanswered and is
+  class; the network's ``o.ready`` follows one cycle later, from a flip-flop. An info request notes how many frames received before it are still unanswered and is
   answered (the descriptor, a constant) as soon as those replies have started, ahead of any later
   frame's: replies always come in request order. A second info request while one is pending is
   merged with it.
