@@ -326,8 +326,6 @@ class MatrixVectorUnit(wiring.Component):
         # their enable logic (an iCE40 flip-flop's reset acts only while it is enabled).
         s1_valid, s1_done = Signal(), Signal()
         s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
-        s1_nf = Signal(range(max(2, p.nf)), reset_less=True)
-        s1_sf = Signal(range(max(2, p.sf)), reset_less=True)
         s1_x = Signal(word_w, reset_less=True)
         if nbuf == 0:
             cur_buf = Signal(buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
@@ -336,21 +334,26 @@ class MatrixVectorUnit(wiring.Component):
             cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf), s1_done.eq(issue & last_beat),
-                         s1_nf.eq(nf_ctr), s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
+                         s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
 
         # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
-        ctl = [(s1_valid, s1_first, s1_last, s1_nf, s1_done)]
+        ctl = [(s1_valid, s1_first, s1_last, s1_done)]
         for k in range(1, p.pipeline + 1):
             regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first", reset_less=True),
-                    Signal(name=f"p{k}_last", reset_less=True),
-                    Signal(range(max(2, p.nf)), name=f"p{k}_nf", reset_less=True), Signal(name=f"p{k}_done"))
+                    Signal(name=f"p{k}_last", reset_less=True), Signal(name=f"p{k}_done"))
             with m.If(advance):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
             ctl.append(regs)
-        c_valid, c_first, c_last, c_nf, c_done = ctl[-1]
+        c_valid, c_first, c_last, c_done = ctl[-1]
 
-        # Per-channel constant ROMs are read so that their data meets the last pipeline stage.
-        const_addr = nf_ctr if p.pipeline == 0 else ctl[-2][3]
+        # Per-channel constant ROMs are read one stage before the last, so that their data meets the
+        # last stage: the neuron-fold index travels beside every stage but the last (none when P = 0).
+        const_addr = nf_ctr
+        for k in range(p.pipeline):
+            nf_k = Signal(range(max(2, p.nf)), name="s1_nf" if k == 0 else f"p{k}_nf", reset_less=True)
+            with m.If(advance):
+                m.d.sync += nf_k.eq(const_addr)
+            const_addr = nf_k
         chan_ports = {}
         for name, rows, width in (("thresholds", () if p.scores else neg_rows, 0 if p.scores else ntw * p.pe),
                                   ("scales", p.scale_rows, p.scale_width * p.pe),
@@ -367,7 +370,7 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
                                                 compressor=p.compressor, carry_adders=p.carry_adders,
                                                 stages=p.pipeline)
-        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
+        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_last),
                      lanes.en.eq(advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc", reset_less=True)
@@ -389,7 +392,7 @@ class MatrixVectorUnit(wiring.Component):
         acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
 
         # ---- per-neuron-fold results, collected until the frame is complete ----
-        frame_done = c_done            # = c_valid & c_last & (c_nf == NF − 1), registered
+        frame_done = c_done            # = c_valid & c_last & (the last neuron fold), registered
         held = Signal()                # a finished frame meets a full output register (both flip-flops)
         m.d.comb += [held.eq(frame_done & o_full), advance.eq(~held | self.o.ready)]
         if nbuf == 0 and p.cycles > p.pipeline + 1:

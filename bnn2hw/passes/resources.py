@@ -441,7 +441,8 @@ def _pipeline_ffs(m: _MVU, target) -> int:
         cuts, out_regs = cut_levels(stages, levels)
     except ImportError:          # pragma: no cover
         cuts, out_regs = set(), stages
-    ffs = out_regs * m.pe * m.acc_w + stages * (3 + _bits(m.nf))
+    # per stage: valid, first, last and done beside the PE array, and the neuron-fold index (hw/mvu.py)
+    ffs = out_regs * m.pe * m.acc_w + stages * (4 + _bits(m.nf))
     # constant weights (one ROM row): equal sums of different PEs are one register, c_ones is constant
     copies = min(m.pe, 3) if m.nf * m.sf == 1 else m.pe
     for level in cuts:           # registers inside the trees: the sums at that level
