@@ -226,14 +226,14 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="merge the records into this file")
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
-    records = {}
-    if args.json and args.json.is_file():
-        records = json.loads(args.json.read_text()).get("networks", {})
     with tempfile.TemporaryDirectory(prefix="bnn2hw-finn-") as scratch:
         work = args.work or Path(scratch)
         for name in args.networks.split(","):
             rec = run_network_suite(name, args.families.split(","), args.pnr, args.frames, work / name, args.seed,
                                     args.simulator, args.no_sim)
+            # Read the file again just before writing: runs of other networks (other processes) may have
+            # written it meanwhile, and a family measured before but not in this run keeps its record.
+            records = json.loads(args.json.read_text()).get("networks", {}) if args.json and args.json.is_file() else {}
             old = records.get(name, {})
             rec["families"] = {**old.get("families", {}), **rec["families"]}
             rec["ratios_vs_finn"] = ratios(rec)
