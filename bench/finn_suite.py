@@ -42,6 +42,7 @@ from bnn2hw.compiler import compile_model  # noqa: E402
 from bnn2hw.hw import Network, target_for  # noqa: E402
 from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant  # noqa: E402
 from bnn2hw.errors import ToolError  # noqa: E402
+from bnn2hw.passes.resources import device_capacity  # noqa: E402
 from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
 
 #: (PE, SIMD) per dense layer and where the numbers come from.
@@ -72,7 +73,17 @@ FINN_REFERENCE = {
                       "utilisation for TFC W1A1 was found"},
 }
 PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0), "ice40": ("up5k", "sg48", 48.0)}
-ICE40_UP5K_CELLS = 5280
+
+
+def up5k_overflow(total) -> str | None:
+    """Why synthesis says the design (wrapper included) certainly cannot be placed on the iCE40 UP5K, or
+    None: logic cells (one LUT4 and one FF each, so it needs at least as many as it has of either),
+    block RAMs or DSPs."""
+    cap = device_capacity("iCE40UP5K")
+    needs = [(max(total.luts, total.ffs), cap["cells"], "logic cells (LUT4 or FF)"),
+             (total.bram, cap["bram_blocks"], "SB_RAM40_4K"), (total.dsp, cap["dsp"], "SB_MAC16")]
+    over = [f"{need:,.0f} {what} of {have:,}" for need, have, what in needs if need > have]
+    return "; ".join(over) + " (wrapper included)" if over else None
 
 
 def dense_model(hidden: tuple[int, ...], seed: int, calibration: int = 512):
@@ -175,9 +186,9 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
               f"{r.bram} BRAM, {r.lutram} LUT RAM, {r.dsp} DSP ({synth.seconds:.0f} s)", flush=True)
         if want_pnr:
             dev, pkg, freq = PNR_DEVICES[fam]
-            if fam == "ice40" and synth.total.luts + synth.total.ffs > 2 * ICE40_UP5K_CELLS:
-                fam_rec["pnr"] = {"skipped": f"{synth.total.luts} LUT4 + {synth.total.ffs} FF (wrapper included) "
-                                             f"cannot fit {ICE40_UP5K_CELLS} logic cells"}
+            overflow = up5k_overflow(synth.total) if fam == "ice40" else None
+            if overflow:
+                fam_rec["pnr"] = {"skipped": f"does not fit the UP5K: {overflow}"}
                 print(f"   {fam}: place and route skipped: {fam_rec['pnr']['skipped']}", flush=True)
                 continue
             try:
