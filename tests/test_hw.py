@@ -110,3 +110,29 @@ def test_exported_verilog_is_lint_clean(tmp_path, seed, folding):
     full_env = {**os.environ, **env}
     proc = subprocess.run(["verilator", "--lint-only", str(path)], capture_output=True, text=True, env=full_env)
     assert proc.returncode == 0 and "%Warning" not in proc.stderr and "%Error" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 13, 16])
+def test_argmax_tree_is_numpys_argmax_lowest_index_on_ties(n):
+    """The scores head's class output: every class count shape of the tournament (odd levels too),
+    values from a range of five so that most vectors have ties."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from bnn2hw.hw.mvu import argmax_tree
+
+    m = Module()
+    values = [Signal(signed(4), name=f"v{i}") for i in range(n)]
+    out = argmax_tree(m, values)
+    vectors = np.random.default_rng(n).integers(-2, 3, size=(200, n))
+    got = []
+
+    async def bench(ctx):
+        for vec in vectors:
+            for s, v in zip(values, vec):
+                ctx.set(s, int(v))
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == np.argmax(vectors, axis=1).tolist()
