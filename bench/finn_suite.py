@@ -2,6 +2,7 @@
 
     python bench/finn_suite.py [--networks tfc,sfc,lfc,cnv] [--families xilinx,ice40,ecp5] [--pnr]
                                [--frames 3] [--json docs/finn_suite.json] [--work build/finn_suite]
+    python bench/finn_suite.py --table-only --json docs/finn_suite.json     # docs/finn_suite.md from the records
 
 For each network: random weights (seeded; BatchNorm statistics measured on random inputs, so every
 threshold lies inside its accumulator range — sizes and cycles do not depend on the weights),
@@ -225,6 +226,64 @@ def ratios(rec: dict) -> dict:
     return out
 
 
+FAMILY_TOOLS = {"xilinx": "synth_xilinx -family xc7", "ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}
+PNR_NAMES = {"ecp5": "ECP5-85F", "ice40": "iCE40 UP5K"}
+
+
+def _n(v, digits=0) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def _fmax_cell(fam: str, rec: dict) -> str:
+    pnr = rec.get("pnr")
+    if fam not in PNR_NAMES:
+        return "no open place-and-route for 7-series"
+    if pnr is None:
+        return "not run"
+    if "skipped" in pnr:
+        return pnr["skipped"]
+    if "failed" in pnr:
+        return "nextpnr failed: " + " ".join(pnr["failed"][1:2]).strip()
+    return f"{pnr['fmax_mhz']:.1f} MHz on the {PNR_NAMES[fam]}"
+
+
+def markdown_table(doc: dict) -> str:
+    """The suite's one table (every network × family measured so far) and the ratios against FINN,
+    as Markdown, from the JSON records alone."""
+    order = [n for n in ("tfc", "sfc", "lfc", "cnv") if n in doc["networks"]]
+    lines = ["| network | lanes | family (Yosys) | LUTs | FFs | block RAM | DSP | LUTs / lane | binary ops / cycle / LUT "
+             "| Fmax (nextpnr, out of context) | cycles / frame, measured (estimate) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in order:
+        rec = doc["networks"][name]
+        sim = rec["families"].get("xilinx", {}).get("simulation")
+        cycles = (f"{sim['cycles_per_frame']:,} ({rec['cycles_per_frame_estimate']:,}); {sim['simulator']}, "
+                  f"{sim['frames']} frames, {sim['mismatches']} mismatches" if sim
+                  else f"not simulated ({rec['cycles_per_frame_estimate']:,})")
+        for fam in ("xilinx", "ice40", "ecp5"):
+            f = rec["families"].get(fam)
+            if not f or "synth" not in f:
+                continue
+            syn = f["synth"]
+            lines.append(f"| {name.upper()} | {rec['lanes']:,} | {fam} ({FAMILY_TOOLS[fam]}) | {syn['luts']:,} | "
+                         f"{syn['ffs']:,} | {_n(syn['bram'], 1 if syn['bram'] % 1 else 0)} | {syn['dsp']} | "
+                         f"{f['luts_per_lane']:.2f} | {f['ops_per_cycle_per_lut']:.3f} | {_fmax_cell(fam, f)} | "
+                         f"{cycles if fam == 'xilinx' else 'same design function and interval'} |")
+    ref_rows = [n for n in order if doc["networks"][n].get("ratios_vs_finn", {}).get("luts") is not None]
+    if ref_rows:
+        lines += ["", "Ratios bnn2hw / FINN (FINN: the whole PYNQ-Z1 accelerator after Vivado; bnn2hw: the network alone "
+                      "after Yosys; lower is better except ops per cycle per LUT):", "",
+                  "| network | LUTs | FFs | block RAM | LUTs per lane | binary ops per cycle per LUT | cycles per frame |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in ref_rows:
+            r, ref = doc["networks"][name]["ratios_vs_finn"], doc["finn_reference"][name]
+            syn = doc["networks"][name]["families"]["xilinx"]["synth"]
+            lines.append(f"| {name.upper()} | {syn['luts']:,} / {ref['luts']:,} = **{r['luts']:.3f}** | {r['ffs']:.3f} | "
+                         f"{r['bram']:.3f} | {r['luts_per_lane']:.3f} | {r['ops_per_cycle_per_lut']:.3f} | "
+                         f"{r['cycles_per_frame']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", default="tfc,sfc,lfc,cnv")
@@ -236,7 +295,16 @@ def main() -> int:
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="merge the records into this file")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--markdown", type=Path, default=None,
+                    help="write the table here (default: the --json path with .md); with --table-only, only that")
+    ap.add_argument("--table-only", action="store_true", help="write the table from --json, run nothing")
     args = ap.parse_args()
+    markdown = args.markdown or (args.json.with_suffix(".md") if args.json else None)
+    if args.table_only:
+        if not (args.json and args.json.is_file()):
+            ap.error("--table-only needs --json naming an existing record file")
+        markdown.write_text(markdown_table(json.loads(args.json.read_text())))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bnn2hw-finn-") as scratch:
         work = args.work or Path(scratch)
         for name in args.networks.split(","):
@@ -252,7 +320,9 @@ def main() -> int:
             if rec["ratios_vs_finn"]:
                 print(f"   vs FINN ({FINN_REFERENCE[name]['source']}): {rec['ratios_vs_finn']}", flush=True)
             if args.json:
-                args.json.write_text(json.dumps({"finn_reference": FINN_REFERENCE, "networks": records}, indent=2) + "\n")
+                doc = {"finn_reference": FINN_REFERENCE, "networks": records}
+                args.json.write_text(json.dumps(doc, indent=2) + "\n")
+                markdown.write_text(markdown_table(doc))
     return 0
 
 
