@@ -175,7 +175,12 @@ def write_chart(report: dict, path: Path) -> None:
             ax.bar(x, [r[key] for r in rows], color="#4c72b0")
             ax.axhline(report["network"]["cycles_per_frame"], color="#c44e52", linestyle="--",
                        label="initiation interval")
-            ax.set_yscale("log")
+            cycles = [r[key] for r in rows if r[key]]
+            if cycles and max(cycles) >= 20 * min(cycles):
+                # log scale only where the layers differ by orders of magnitude (conv networks), and
+                # from 1, so that a bar's height still reads as its size
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=1)
             ax.legend(fontsize=8)
         else:
             zero = lambda v: 0 if v is None else v
