@@ -336,6 +336,9 @@ class MatrixVectorUnit(wiring.Component):
         # their enable logic (an iCE40 flip-flop's reset acts only while it is enabled).
         s1_valid, s1_done = Signal(), Signal()
         s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
+        # s1_sf == SF − 1 is s1_last, but Yosys 0.70's abc9 (synth_ecp5 with the hierarchy kept, the ULX3S
+        # board build) fails an internal assertion when the PE array's last_word is s1_last itself.
+        s1_sf = Signal(range(max(2, p.sf)), reset_less=True)
         s1_x = Signal(word_w, reset_less=True)
         if nbuf == 0:
             cur_buf = Signal(buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
@@ -344,7 +347,7 @@ class MatrixVectorUnit(wiring.Component):
             cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf), s1_done.eq(issue & last_beat),
-                         s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
+                         s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
 
         # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
         ctl = [(s1_valid, s1_first, s1_last, s1_done)]
@@ -380,7 +383,7 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
                                                 compressor=p.compressor, carry_adders=p.carry_adders,
                                                 stages=p.pipeline)
-        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_last),
+        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
                      lanes.en.eq(advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc", reset_less=True)
