@@ -336,8 +336,10 @@ class MatrixVectorUnit(wiring.Component):
         # their enable logic (an iCE40 flip-flop's reset acts only while it is enabled).
         s1_valid, s1_done = Signal(), Signal()
         s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
-        # s1_sf == SF − 1 is s1_last, but Yosys 0.70's abc9 (synth_ecp5 with the hierarchy kept, the ULX3S
-        # board build) fails an internal assertion when the PE array's last_word is s1_last itself.
+        # The PE array's last_word is s1_sf == SF − 1, which equals s1_last. With s1_last itself (and the
+        # class chain of the time) Yosys 0.70's abc9 failed an internal assertion on the ULX3S build;
+        # tests/test_board_build.py now runs that synthesis in the default tier. Both forms are correct:
+        # this one is the netlist the recorded measurements (docs/benchmarks.md) were made on.
         s1_sf = Signal(range(max(2, p.sf)), reset_less=True)
         s1_x = Signal(word_w, reset_less=True)
         if nbuf == 0:
