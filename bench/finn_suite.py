@@ -2,7 +2,8 @@
 
     python bench/finn_suite.py [--networks tfc,sfc,lfc,cnv] [--families xilinx,ice40,ecp5] [--pnr]
                                [--frames 3] [--json docs/finn_suite.json] [--work build/finn_suite]
-    python bench/finn_suite.py --table-only --json docs/finn_suite.json     # docs/finn_suite.md from the records
+    python bench/finn_suite.py --table-only --json docs/finn_suite.json --markdown docs/benchmarks.md
+                                                       # the table in docs/benchmarks.md, from the records
 
 For each network: random weights (seeded; BatchNorm statistics measured on random inputs, so every
 threshold lies inside its accumulator range — sizes and cycles do not depend on the weights),
@@ -73,16 +74,24 @@ FINN_REFERENCE = {
             "source": "cycles and lanes from FINN's folding (max over layers of MW/SIMD · MH/PE); no published "
                       "utilisation for TFC W1A1 was found"},
 }
-PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0), "ice40": ("up5k", "sg48", 48.0)}
+#: family → nextpnr device, package, target MHz, bnn2hw's device table key, and the part's short name.
+PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0, "LFE5U-85F", "ECP5-85F"),
+               "ice40": ("up5k", "sg48", 48.0, "iCE40UP5K", "UP5K")}
+_BLOCK_CELLS = {"ecp5": ("DP16KD", "MULT18X18D"), "ice40": ("SB_RAM40_4K", "SB_MAC16")}
 
 
-def up5k_overflow(total) -> str | None:
-    """Why synthesis says the design (wrapper included) certainly cannot be placed on the iCE40 UP5K, or
-    None: logic cells (one LUT4 and one FF each, so it needs at least as many as it has of either),
-    block RAMs or DSPs."""
-    cap = device_capacity("iCE40UP5K")
-    needs = [(max(total.luts, total.ffs), cap["cells"], "logic cells (LUT4 or FF)"),
-             (total.bram, cap["bram_blocks"], "SB_RAM40_4K"), (total.dsp, cap["dsp"], "SB_MAC16")]
+def placement_overflow(total, family: str) -> str | None:
+    """Why synthesis already shows that the design (wrapper included) cannot be placed on the family's
+    place-and-route part, or None. Only lower bounds count: on iCE40 a logic cell holds one LUT4 and
+    one FF, so the design needs at least as many cells as it has of either; on ECP5, LUT4s and FFs
+    each against the part's; block RAMs and DSPs exactly."""
+    cap = device_capacity(PNR_DEVICES[family][3])
+    ram, dsp = _BLOCK_CELLS[family]
+    if family == "ice40":
+        needs = [(max(total.luts, total.ffs), cap["cells"], "logic cells (LUT4 or FF)")]
+    else:
+        needs = [(total.luts, cap["luts"], "LUT4"), (total.ffs, cap["ffs"], "FF")]
+    needs += [(total.bram, cap["bram_blocks"], ram), (total.dsp, cap["dsp"], dsp)]
     over = [f"{need:,.0f} {what} of {have:,}" for need, have, what in needs if need > have]
     return "; ".join(over) + " (wrapper included)" if over else None
 
@@ -186,10 +195,10 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
         print(f"   {fam}: {r.luts} LUTs ({fam_rec['luts_per_lane']:.2f}/lane), {r.ffs} FFs, {r.carry} carry, "
               f"{r.bram} BRAM, {r.lutram} LUT RAM, {r.dsp} DSP ({synth.seconds:.0f} s)", flush=True)
         if want_pnr:
-            dev, pkg, freq = PNR_DEVICES[fam]
-            overflow = up5k_overflow(synth.total) if fam == "ice40" else None
+            dev, pkg, freq, _, part = PNR_DEVICES[fam]
+            overflow = placement_overflow(synth.total, fam)
             if overflow:
-                fam_rec["pnr"] = {"skipped": f"does not fit the UP5K: {overflow}"}
+                fam_rec["pnr"] = {"skipped": f"does not fit the {part}: {overflow}"}
                 print(f"   {fam}: place and route skipped: {fam_rec['pnr']['skipped']}", flush=True)
                 continue
             try:
@@ -227,7 +236,6 @@ def ratios(rec: dict) -> dict:
 
 
 FAMILY_TOOLS = {"xilinx": "synth_xilinx -family xc7", "ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}
-PNR_NAMES = {"ecp5": "ECP5-85F", "ice40": "iCE40 UP5K"}
 
 
 def _n(v, digits=0) -> str:
@@ -236,7 +244,7 @@ def _n(v, digits=0) -> str:
 
 def _fmax_cell(fam: str, rec: dict) -> str:
     pnr = rec.get("pnr")
-    if fam not in PNR_NAMES:
+    if fam not in PNR_DEVICES:
         return "no open place-and-route for 7-series"
     if pnr is None:
         return "not run"
@@ -244,7 +252,8 @@ def _fmax_cell(fam: str, rec: dict) -> str:
         return pnr["skipped"]
     if "failed" in pnr:
         return "nextpnr failed: " + " ".join(pnr["failed"][1:2]).strip()
-    return f"{pnr['fmax_mhz']:.1f} MHz on the {PNR_NAMES[fam]}"
+    fmax = min(pnr["fmax_mhz"].values())         # one clock out of context; per clock in the record
+    return f"{fmax:.1f} MHz on the {PNR_DEVICES[fam][4]}"
 
 
 def markdown_table(doc: dict) -> str:
@@ -284,6 +293,20 @@ def markdown_table(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLE_BEGIN, TABLE_END = "<!-- finn_suite table: begin (bench/finn_suite.py writes it) -->", "<!-- finn_suite table: end -->"
+
+
+def write_table(path: Path, table: str) -> None:
+    """Put ``table`` between the suite's markers if ``path`` has them (docs/benchmarks.md), else write
+    it as the whole file."""
+    text = path.read_text() if path.is_file() else ""
+    if TABLE_BEGIN in text and TABLE_END in text:
+        head, rest = text.split(TABLE_BEGIN, 1)
+        path.write_text(head + TABLE_BEGIN + "\n" + table + TABLE_END + rest.split(TABLE_END, 1)[1])
+    else:
+        path.write_text(table)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", default="tfc,sfc,lfc,cnv")
@@ -296,14 +319,15 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="merge the records into this file")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None,
-                    help="write the table here (default: the --json path with .md); with --table-only, only that")
+                    help="write the table here, between the suite's markers if the file has them (docs/benchmarks.md "
+                         "does); default: the --json path with .md")
     ap.add_argument("--table-only", action="store_true", help="write the table from --json, run nothing")
     args = ap.parse_args()
     markdown = args.markdown or (args.json.with_suffix(".md") if args.json else None)
     if args.table_only:
         if not (args.json and args.json.is_file()):
             ap.error("--table-only needs --json naming an existing record file")
-        markdown.write_text(markdown_table(json.loads(args.json.read_text())))
+        write_table(markdown, markdown_table(json.loads(args.json.read_text())))
         return 0
     with tempfile.TemporaryDirectory(prefix="bnn2hw-finn-") as scratch:
         work = args.work or Path(scratch)
@@ -322,7 +346,7 @@ def main() -> int:
             if args.json:
                 doc = {"finn_reference": FINN_REFERENCE, "networks": records}
                 args.json.write_text(json.dumps(doc, indent=2) + "\n")
-                markdown.write_text(markdown_table(doc))
+                write_table(markdown, markdown_table(doc))
     return 0
 
 
