@@ -38,17 +38,17 @@ it (``bnn2hw.synth``: synth_ice40 -dsp, synth_ecp5, synth_xilinx -family xc7; LU
   PE; binary layers use none. ``UnitEstimate.dsp_note`` names them; on the iCE40 UP5K (8 SB_MAC16) a
   pixel layer with more than 8 PEs whose products reach 11 bits does not fit.
 
-**Measured error** (bench/calibrate_resources.py; YoWASP Yosys 0.70; hardware of 2026-12-02 with its
-hw/target.py shapes; 9 calibration designs per family: the digits MLP with three foldings, a fully
-unrolled MLP, an odd-sized one, an 8-bit affine-head one, the digits CNN with two foldings and a
-random CNN). Block RAMs and DSPs: exact on all 27 runs. Flip-flops: within +1 … +10 % (the model is
-a little high). LUTs, in the fit: mean 2.9 / 4.9 / 5.0 %, worst 7.2 / 9.2 / 12.6 % (iCE40 / ECP5 /
-Xilinx); each design predicted by a fit without it (leave-one-out): mean 7.4 / 14.6 / 15.1 %, worst
-16 / 39 / 54 % (the worst is the fully unrolled design, the only one with constant weights). On 3
-designs the fit never saw (the digits MLP and CNN folded by passes/autofold.py, another random CNN):
-mean 3.9 / 14.1 / 7.1 %, worst 5.9 / 34.9 / 12.2 % (the worst: the MLP's 5-bit layer at PE = 64,
-SIMD = 2, whose 64 pixel PEs ECP5 builds with DSPs and fewer LUTs than modelled); flip-flops within
-+20 %; block RAM and DSP exact (:data:`CALIBRATION`). The model is for choosing foldings and
+**Measured error** (bench/calibrate_resources.py --fit; YoWASP Yosys 0.70; the hardware of
+2026-12-02, after the class tournament and the result shift register, with its hw/target.py shapes;
+9 calibration designs per family: the digits MLP with three foldings, a fully unrolled MLP, an
+odd-sized one, an 8-bit affine-head one, the digits CNN with two foldings and a random CNN). Block
+RAMs and DSPs: exact on all 36 runs. LUTs, in the fit: mean 1.3 / 4.4 / 4.8 %, worst 3.0 / 7.2 /
+14.3 % (iCE40 / ECP5 / Xilinx); each design predicted by a fit without it (leave-one-out): mean
+3.5 / 12.7 / 11.0 %, worst 9 / 39 / 34 %; on 3 designs the fit never saw (the digits MLP and CNN
+folded by passes/autofold.py, another random CNN): worst 7.0 / 31 / 16 % (the worst: the MLP at
+PE = 64, SIMD = 2, whose 64 pixel PEs ECP5 builds with DSPs and fewer LUTs than modelled).
+Flip-flops: −22 … +24 % (the model is high except on the fully unrolled design on iCE40, the only
+one with constant weights) (:data:`CALIBRATION`). The model is for choosing foldings and
 checking fit, not for sign-off: place and route reports the truth, and a hardware change needs a
 re-calibration (one command, above).
 
@@ -217,37 +217,37 @@ def map_memory(name: str, width: int, depth: int, family: str, lanes: int = 0, l
 #: LUTs per unit of each feature of lut_features(), per family. Refit with
 #: ``python bench/calibrate_resources.py --fit`` after a hardware change and paste its output here.
 COST_MODELS: dict[str, dict[str, float]] = {
-    "ice40": {"const_lanes": 1.795, "popcount_lanes": 3.88, "pixel_lane_bits": 2.217, "select_mux": 0.476,
-        "acc_bits": 0.651, "pixel_combine_bits": 0.977, "score_bits": 0.489, "argmax_bits": 0.651,
-        "out_bits": 0.476, "rom_logic": 1.155, "mvu_control": 67.08, "window_mux": 0.476,
-        "window_control": 100.62, "ram_logic": 1.155, "pool_inputs": 0.19, "collect_control": 16.77,
-        "mul_bits": 0.326},
-    "ecp5": {"const_lanes": 0.622, "popcount_lanes": 3.316, "pixel_lane_bits": 2.211, "select_mux": 0.413,
-        "acc_bits": 2.202, "pixel_combine_bits": 3.302, "score_bits": 1.651, "argmax_bits": 2.202,
-        "out_bits": 0.689, "rom_logic": 1.68, "mvu_control": 64.477, "window_mux": 0.413,
-        "window_control": 96.715, "ram_logic": 1.68, "pool_inputs": 0.276, "collect_control": 16.119,
-        "mul_bits": 1.101},
-    "xilinx": {"const_lanes": 0.823, "popcount_lanes": 2.183, "pixel_lane_bits": 1.31, "select_mux": 0.295,
-        "acc_bits": 0.649, "pixel_combine_bits": 1.081, "score_bits": 0.541, "argmax_bits": 0.649,
-        "out_bits": 0.505, "rom_logic": 1.709, "mvu_control": 45.246, "window_mux": 0.295,
-        "window_control": 60.328, "ram_logic": 0.683, "pool_inputs": 0.211, "collect_control": 12.066,
-        "mul_bits": 0.324},
+    "ice40": {"const_lanes": 1.865, "popcount_lanes": 3.331, "pixel_lane_bits": 1.903, "select_mux": 0.51,
+        "acc_bits": 0.68, "pixel_combine_bits": 1.02, "score_bits": 0.511, "argmax_bits": 0.68,
+        "out_bits": 0.51, "rom_logic": 1.325, "mvu_control": 58.817, "window_mux": 0.51,
+        "window_control": 88.226, "ram_logic": 1.325, "pool_inputs": 0.204, "collect_control": 14.704,
+        "mul_bits": 0.341},
+    "ecp5": {"const_lanes": 1.379, "popcount_lanes": 3.231, "pixel_lane_bits": 2.154, "select_mux": 0.376,
+        "acc_bits": 1.868, "pixel_combine_bits": 2.801, "score_bits": 1.4, "argmax_bits": 1.868,
+        "out_bits": 0.628, "rom_logic": 1.196, "mvu_control": 61.704, "window_mux": 0.376,
+        "window_control": 92.556, "ram_logic": 1.196, "pool_inputs": 0.252, "collect_control": 15.426,
+        "mul_bits": 0.934},
+    "xilinx": {"const_lanes": 0.865, "popcount_lanes": 2.262, "pixel_lane_bits": 1.358, "select_mux": 0.253,
+        "acc_bits": 0.607, "pixel_combine_bits": 1.012, "score_bits": 0.506, "argmax_bits": 0.607,
+        "out_bits": 0.434, "rom_logic": 1.187, "mvu_control": 39.377, "window_mux": 0.253,
+        "window_control": 52.503, "ram_logic": 0.474, "pool_inputs": 0.181, "collect_control": 10.501,
+        "mul_bits": 0.303},
 }
 
 #: How well COST_MODELS matched Yosys when last calibrated (bench/calibrate_resources.py --fit; relative
 #: LUT error |model − Yosys| / Yosys): on the 9 calibration designs in the fit and leave-one-out, and
 #: on 3 held-out designs; ``lut_error_max`` (the worse of fit and held-out) is what fit_check quotes.
-#: Block RAMs and DSPs were exact on all 36 runs, flip-flops within +1 … +20 % (the model is high).
+#: Block RAMs and DSPs were exact on all 36 runs, flip-flops within −22 … +24 %.
 CALIBRATION: dict[str, dict] = {
-    "ice40": {"designs": 9, "lut_error_fit_mean": 0.029, "lut_error_fit_max": 0.072, "lut_error_loo_mean": 0.074,
-              "lut_error_loo_max": 0.157, "holdout_designs": 3, "lut_error_holdout_mean": 0.039,
-              "lut_error_holdout_max": 0.059, "lut_error_max": 0.072},
-    "ecp5": {"designs": 9, "lut_error_fit_mean": 0.049, "lut_error_fit_max": 0.092, "lut_error_loo_mean": 0.146,
-             "lut_error_loo_max": 0.393, "holdout_designs": 3, "lut_error_holdout_mean": 0.141,
-             "lut_error_holdout_max": 0.349, "lut_error_max": 0.349},
-    "xilinx": {"designs": 9, "lut_error_fit_mean": 0.050, "lut_error_fit_max": 0.126, "lut_error_loo_mean": 0.151,
-               "lut_error_loo_max": 0.542, "holdout_designs": 3, "lut_error_holdout_mean": 0.071,
-               "lut_error_holdout_max": 0.122, "lut_error_max": 0.126},
+    "ice40": {"designs": 9, "lut_error_fit_mean": 0.013, "lut_error_fit_max": 0.03,
+              "lut_error_loo_mean": 0.035, "lut_error_loo_max": 0.092, "holdout_designs": 3,
+              "lut_error_holdout_mean": 0.042, "lut_error_holdout_max": 0.07, "lut_error_max": 0.07},
+    "ecp5": {"designs": 9, "lut_error_fit_mean": 0.044, "lut_error_fit_max": 0.072,
+             "lut_error_loo_mean": 0.127, "lut_error_loo_max": 0.391, "holdout_designs": 3,
+             "lut_error_holdout_mean": 0.141, "lut_error_holdout_max": 0.31, "lut_error_max": 0.31},
+    "xilinx": {"designs": 9, "lut_error_fit_mean": 0.048, "lut_error_fit_max": 0.143,
+               "lut_error_loo_mean": 0.11, "lut_error_loo_max": 0.337, "holdout_designs": 3,
+               "lut_error_holdout_mean": 0.097, "lut_error_holdout_max": 0.163, "lut_error_max": 0.163},
 }
 
 #: DSP primitive per family and Yosys' mul2dsp limits (synth_ice40 -dsp, synth_ecp5, synth_xilinx):
