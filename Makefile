@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench bench-cnv clean
+.PHONY: setup demo test test-slow bench bench-cnv bench-finn clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ bench: setup
 
 bench-cnv: setup   # FINN's CNV W1A1 with FINN's folding: lint, Verilator, synth_ecp5 (tens of minutes)
 	$(BIN)/python bench/cnv_finn_folding.py --frames 3 --synth --json docs/cnv_w1a1.json
+
+bench-finn: setup  # FINN's TFC/SFC/LFC/CNV W1A1: Yosys on three families, nextpnr, simulation (about an hour on 2 cores)
+	$(BIN)/python bench/finn_suite.py --pnr --json docs/finn_suite.json --markdown docs/benchmarks.md
 
 clean:
 	rm -rf build sim_build .pytest_cache
