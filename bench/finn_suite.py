@@ -158,7 +158,7 @@ def simulate(compiled, network, x, verilog: Path, work: Path, simulator: str) ->
 
 
 def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, work: Path, seed: int,
-                      simulator: str | None, skip_sim: bool) -> dict:
+                      simulator: str | None, skip_sim: bool, pnr_timeout: float | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     compiled, shape, source = build(name, work, seed)
@@ -202,8 +202,12 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
                 print(f"   {fam}: place and route skipped: {fam_rec['pnr']['skipped']}", flush=True)
                 continue
             try:
-                pr = place_and_route(synth.json_path, fam, dev, pkg, d / "synth", freq_mhz=freq)
+                pr = place_and_route(synth.json_path, fam, dev, pkg, d / "synth", freq_mhz=freq, timeout=pnr_timeout)
             except ToolError as e:
+                if "ran longer than" in str(e):
+                    fam_rec["pnr"] = {"stopped": f"not finished: nextpnr-{fam} stopped after {pnr_timeout:.0f} s"}
+                    print(f"   {fam}: {fam_rec['pnr']['stopped']}", flush=True)
+                    continue
                 fam_rec["pnr"] = {"failed": str(e).splitlines()[:6]}
                 print(f"   {fam}: nextpnr failed: {str(e).splitlines()[:3]}", flush=True)
                 continue
@@ -250,8 +254,12 @@ def _fmax_cell(fam: str, rec: dict) -> str:
         return "not run"
     if "skipped" in pnr:
         return pnr["skipped"]
+    if "stopped" in pnr:
+        return pnr["stopped"]
     if "failed" in pnr:
-        return "nextpnr failed: " + " ".join(pnr["failed"][1:2]).strip()
+        head = pnr["failed"][0].split(": ", 1)[-1].rstrip(":")
+        errors = [line.strip() for line in pnr["failed"][1:] if "ERROR" in line]
+        return "; ".join([head] + errors[:1])
     fmax = min(pnr["fmax_mhz"].values())         # one clock out of context; per clock in the record
     return f"{fmax:.1f} MHz on the {PNR_DEVICES[fam][4]}"
 
@@ -312,6 +320,8 @@ def main() -> int:
     ap.add_argument("--networks", default="tfc,sfc,lfc,cnv")
     ap.add_argument("--families", default="xilinx,ice40,ecp5")
     ap.add_argument("--pnr", action="store_true", help="also place and route (ECP5-85F; iCE40 UP5K where it fits)")
+    ap.add_argument("--pnr-timeout", type=float, default=1800.0,
+                    help="stop nextpnr after this many seconds (CNV's routing on the ECP5-85F does not converge)")
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--simulator", default=None, help="amaranth or verilator (default: by network size)")
@@ -333,7 +343,7 @@ def main() -> int:
         work = args.work or Path(scratch)
         for name in args.networks.split(","):
             rec = run_network_suite(name, args.families.split(","), args.pnr, args.frames, work / name, args.seed,
-                                    args.simulator, args.no_sim)
+                                    args.simulator, args.no_sim, args.pnr_timeout)
             # Read the file again just before writing: runs of other networks (other processes) may have
             # written it meanwhile, and a family measured before but not in this run keeps its record.
             records = json.loads(args.json.read_text()).get("networks", {}) if args.json and args.json.is_file() else {}
