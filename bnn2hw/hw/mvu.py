@@ -66,6 +66,7 @@ class MVUParams:
     offset_rows: tuple[int, ...] = ()
     scale_width: int = 0
     offset_width: int = 0
+    class_index: bool = True             # scores head: also drive o.payload.cls (0 when False)
     # ---- target shaping (hw/target.py); the defaults keep the generic behaviour ----
     lut_inputs: int = 6                  # popcount tree for 6-input (Xilinx) or 4-input (iCE40, ECP5) LUTs
     compressor: bool = False             # popcount as a Wallace tree of LUT-sized compressors (Xilinx, ECP5)
@@ -448,7 +449,8 @@ class MatrixVectorUnit(wiring.Component):
         if p.scores:
             scores = [obuf[c * field_w:(c + 1) * field_w].as_signed() for c in range(p.n_out)]
             m.d.comb += [self.o.payload.scores[c].eq(scores[c]) for c in range(p.n_out)]
-            m.d.comb += self.o.payload.cls.eq(argmax_tree(m, scores))
+            if p.class_index:
+                m.d.comb += self.o.payload.cls.eq(argmax_tree(m, scores))
         else:
             m.d.comb += self.o.payload.eq(obuf[:p.n_out])
         return m
