@@ -140,7 +140,7 @@ def compile_model(model_path: str | Path, *, folding_file: str | Path | None = N
     stages = tuple(stage_params(graph, list(params)))
     est = estimate(graph, clock_mhz, constant_widths(list(params), graph), stage_bounds(graph, list(stages)),
                    unit_cycles=params[0].pipeline_cycles)
-    res = resources.estimate_resources(graph, family or DEFAULT_FAMILY)
+    res = resources.estimate_resources(graph, family or DEFAULT_FAMILY, class_index=board is None)
     return Compiled(model_path=str(model_path), graph=graph, params=params, stages=stages, estimate=est,
                     torch_model=model, folding_note=note, resources=res)
 

@@ -461,7 +461,7 @@ def _pipeline_ffs(m: _MVU, target) -> int:
     return ffs
 
 
-def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
+def _mvu_unit(node, m: _MVU, family: str, target=None, class_index: bool = True) -> UnitEstimate:
     word_w = m.simd * m.lane
     in_bits = m.n_in * m.lane
     f = dict.fromkeys(COST_MODELS[family], 0.0)
@@ -493,7 +493,8 @@ def _mvu_unit(node, m: _MVU, family: str, target=None) -> UnitEstimate:
                             f"the constant {(1 << m.pixel_bits) - 1} × (2·C − V) of the pixel sums"))
     if m.scores:
         f["score_bits"] = m.pe * m.score_w
-        f["argmax_bits"] = (m.n_out - 1) * (m.score_w + max(1, (m.n_out - 1).bit_length()))
+        if class_index:         # the class tournament (MVUParams.class_index; a board top has its own scan)
+            f["argmax_bits"] = (m.n_out - 1) * (m.score_w + max(1, (m.n_out - 1).bit_length()))
         if node.has_affine:
             f["score_bits"] += m.pe * m.score_w                      # + offset
             multipliers.append((m.pe, m.raw_w, m.scale_w, m.raw_w + m.scale_w, "raw score × scale of the affine head"))
@@ -555,7 +556,8 @@ def _collect_unit(pixels: int, pixel_bits: int, family: str) -> UnitEstimate:
     return _unit("flatten", "collect", f, family, 2 * pixels * pixel_bits + _bits(pixels) + 1, [])
 
 
-def _units(graph: Graph, family: str, folding: dict | None = None, target=None) -> list[UnitEstimate]:
+def _units(graph: Graph, family: str, folding: dict | None = None, target=None,
+           class_index: bool = True) -> list[UnitEstimate]:
     from ..codegen.elaborate import DECOUPLING_ROWS, window_params
     from ..hw import MaxPoolParams
     if family not in COST_MODELS:
@@ -579,15 +581,17 @@ def _units(graph: Graph, family: str, folding: dict | None = None, target=None) 
                 units.append(_collect_unit(image[0] * image[1], image[2], family))
                 image = None
             f = fold(node)
-            units.append(_mvu_unit(node, _mvu_shape(node, f.pe, f.simd), family, target))
+            units.append(_mvu_unit(node, _mvu_shape(node, f.pe, f.simd), family, target, class_index))
     return units
 
 
-def estimate_resources(graph: Graph, family: str, folding: dict | None = None, target=None) -> ResourceEstimate:
+def estimate_resources(graph: Graph, family: str, folding: dict | None = None, target=None,
+                       class_index: bool = True) -> ResourceEstimate:
     """Resources of ``graph`` for ``family`` ("ice40", "ecp5", "xilinx"), with the graph's folding or,
     if given, ``folding`` (layer name → Folding). ``target``: the hardware target the design is built
-    with (hw/target.py; default the family's own, "generic" for the untargeted shape)."""
-    return ResourceEstimate(family, tuple(_units(graph, family, folding, target)))
+    with (hw/target.py; default the family's own, "generic" for the untargeted shape).
+    ``class_index=False``: the network inside a board top, whose score layer builds no class index."""
+    return ResourceEstimate(family, tuple(_units(graph, family, folding, target, class_index)))
 
 
 def layer_unit(node, pe: int, simd: int, family: str, target=None) -> UnitEstimate:
