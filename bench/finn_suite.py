@@ -242,10 +242,6 @@ def ratios(rec: dict) -> dict:
 FAMILY_TOOLS = {"xilinx": "synth_xilinx -family xc7", "ice40": "synth_ice40 -dsp", "ecp5": "synth_ecp5"}
 
 
-def _n(v, digits=0) -> str:
-    return "–" if v is None else f"{v:,.{digits}f}"
-
-
 def _fmax_cell(fam: str, rec: dict) -> str:
     pnr = rec.get("pnr")
     if fam not in PNR_DEVICES:
@@ -283,7 +279,7 @@ def markdown_table(doc: dict) -> str:
                 continue
             syn = f["synth"]
             lines.append(f"| {name.upper()} | {rec['lanes']:,} | {fam} ({FAMILY_TOOLS[fam]}) | {syn['luts']:,} | "
-                         f"{syn['ffs']:,} | {_n(syn['bram'], 1 if syn['bram'] % 1 else 0)} | {syn['dsp']} | "
+                         f"{syn['ffs']:,} | {syn['bram']:,.{1 if syn['bram'] % 1 else 0}f} | {syn['dsp']} | "
                          f"{f['luts_per_lane']:.2f} | {f['ops_per_cycle_per_lut']:.3f} | {_fmax_cell(fam, f)} | "
                          f"{cycles if fam == 'xilinx' else 'same design function and interval'} |")
     ref_rows = [n for n in order if doc["networks"][n].get("ratios_vs_finn", {}).get("luts") is not None]

@@ -118,13 +118,13 @@ def test_shipped_model_board_design_passes_yosys_as_the_build_runs_it(board_name
     # kept, while the flattened benchmark syntheses of the same units passed.
     import subprocess
     from bnn2hw.board.boards import BOARDS
-    from bnn2hw.board.build import NAME, BoardDesign, _overrides
+    from bnn2hw.board.build import NAME, BoardDesign, yosys_overrides
     from bnn2hw.compiler import compile_model
     from bnn2hw.synth import find_tool
     board = BOARDS[board_name]
     stages = compile_model(DIGITS, board=board).stages
     plan = board.platform().prepare(BoardDesign(stages, board, board.clock_mhz, None, 115200), name=NAME,
-                                    **_overrides(board))
+                                    **yosys_overrides(board))
     plan.extract(tmp_path)
     done = subprocess.run([find_tool("yosys"), "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], cwd=tmp_path,
                           capture_output=True, text=True)

@@ -30,7 +30,7 @@ from ..synth.yosys import Resources, _stat_text_modules, parse_stat, tool_error_
 from .boards import Board
 from .pll import PLLClockDomain, PLLSettings, pll_settings
 
-__all__ = ["BoardBuild", "BoardDesign", "build_board", "DEFAULT_BAUD", "NAME"]
+__all__ = ["BoardBuild", "BoardDesign", "build_board", "yosys_overrides", "DEFAULT_BAUD", "NAME"]
 
 #: Serial rate of the board top: every USB-UART bridge on the supported boards runs it.
 DEFAULT_BAUD = 115_200
@@ -112,7 +112,7 @@ def capacity_for_network(board: Board, graph) -> dict:
     return cap
 
 
-def _overrides(board: Board) -> dict:
+def yosys_overrides(board: Board) -> dict:
     """Yosys options: keep the hierarchy (nextpnr places hierarchical netlists), so the per-layer
     report and the placed design are the same netlist, and write ``stat`` to a file; iCE40 UP5K
     multipliers (an affine score layer) go into its SB_MAC16 DSPs."""
@@ -186,7 +186,7 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     design = BoardDesign(stages, board, clock, pll, baud)
     platform = board.platform()
     env = {**os.environ, **{k: v for k, v in tool_environment().items() if not os.environ.get(k)}}
-    plan = platform.prepare(design, name=NAME, **_overrides(board))
+    plan = platform.prepare(design, name=NAME, **yosys_overrides(board))
     directory.mkdir(parents=True, exist_ok=True)
     plan.extract(directory)
     seconds: dict = {}

@@ -30,8 +30,9 @@
   deserialiser 1, class scan, sender 1, transmitter 1), when the transmitter is free; the RTL tests
   measure it.
 * **Resources.** The network (without its own class index: the class scan above replaces it, which
-  saves 198 LUT4s on the iCE40 and 288 on the ECP5 for the digits model), a receive FIFO (elements per beat + 8 bytes, block RAM where the
-  synthesiser puts it), elements per beat · pixel_bits flip-flops of assembly register,
+  saves 198 LUT4s on the iCE40 and 288 on the ECP5 for the digits model), a receive FIFO (elements
+  per beat + 8 bytes, block RAM where the synthesiser puts it), elements per beat · pixel_bits
+  flip-flops of assembly register,
   8 × max(reply, descriptor) bytes of shift register, the two UARTs (about 60 flip-flops) and a few
   counters; on the iCE40 about 600 LUTs and 450 flip-flops besides the network for the digits model.
 """
