@@ -15,7 +15,7 @@ cross-entropy on the scores times a constant (inside the loss only, the model is
 clipped straight-through estimator built into bnn2hw.nn, latent weights clipped to [-1, 1] after
 every step, and finally the BatchNorm running statistics recomputed over the whole training set.
 The run is deterministic for a given --seed (single CPU thread, deterministic torch algorithms).
-The test split of bnn2hw.datasets.load_digits_split(--split-seed) is used only for reporting.
+The test split of bnn2hw.data.load_digits_split(--split-seed) is used only for reporting.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 import bnn2hw  # noqa: E402
-from bnn2hw.datasets import (DIGITS_INPUT_BITS, DIGITS_INPUT_SHAPE, DIGITS_NUM_CLASSES,  # noqa: E402
-                             DIGITS_SPLIT_DESCRIPTION, load_digits_split)
+from bnn2hw.data import (DIGITS_INPUT_BITS, DIGITS_INPUT_SHAPE, DIGITS_NUM_CLASSES,  # noqa: E402
+                         DIGITS_SPLIT_DESCRIPTION, load_digits_split)
 from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant  # noqa: E402
 
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
     p.add_argument("--split-seed", type=int, default=0,
-                   help="seed of the train/test split, bnn2hw.datasets.load_digits_split (default: 0)")
+                   help="seed of the train/test split, bnn2hw.data.load_digits_split (default: 0)")
     p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default: 32)")
     p.add_argument("--lr", type=float, default=0.03, help="peak Adam learning rate (default: 0.03)")
     p.add_argument("--logit-scale", type=float, default=0.05,

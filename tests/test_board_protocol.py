@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from bnn2hw import golden
-from bnn2hw.board_protocol import (DESCRIPTOR_LENGTH, FRAME_HEADER, INFO_REQUEST, REPLY_HEADER, Descriptor, describe,
-                                   decode_reply, encode_frame, parse_descriptor, read_descriptor, reply_length,
-                                   run_frames, stream_order)
-from bnn2hw.codegen import layer_params
+from bnn2hw.plan import plan_network
 from bnn2hw.errors import BoardError, InputDataError
+from bnn2hw.frame_codec import (DESCRIPTOR_LENGTH, FRAME_HEADER, INFO_REQUEST, REPLY_HEADER, Descriptor, describe,
+                                decode_reply, encode_frame, parse_descriptor, reply_length, stream_order)
 from bnn2hw.frontend import import_model
+from bnn2hw.host import read_descriptor, run_frames
 from bnn2hw.io import load
 from bnn2hw.passes import apply_folding, fold_batchnorm
 from bnn2hw.testing import build_random_conv_model
@@ -92,7 +92,7 @@ class BoardModel:
 
 
 def _descriptor(graph) -> Descriptor:
-    head = layer_params(apply_folding(graph))[-1]
+    head = plan_network(apply_folding(graph)).head
     return Descriptor(pixel_bytes=graph.input.size, pixel_bits=graph.input.bits, classes=graph.num_classes,
                       score_bits=head.score_width, channels=graph.input.shape[0] if graph.has_convolutions else 0)
 
@@ -245,7 +245,7 @@ class _SocketBoard(threading.Thread):
 
 
 def test_run_command_over_a_socket_port(digits, tmp_path):
-    from bnn2hw.cli_run import run_cmd
+    from bnn2hw.cli.run import run_cmd
     graph, desc, x = digits
     expected = golden.run(graph, x)
     np.save(tmp_path / "X.npy", x)
@@ -268,7 +268,7 @@ def test_run_command_over_a_socket_port(digits, tmp_path):
 
 
 def test_run_command_refuses_inputs_of_another_shape(digits, tmp_path):
-    from bnn2hw.cli_run import run_cmd
+    from bnn2hw.cli.run import run_cmd
     graph, desc, x = digits
     np.save(tmp_path / "X.npy", x[:, :63])
     server = _SocketBoard(BoardModel(graph, desc))
@@ -280,7 +280,7 @@ def test_run_command_refuses_inputs_of_another_shape(digits, tmp_path):
 
 
 def test_run_command_names_a_port_that_cannot_be_opened(tmp_path):
-    from bnn2hw.cli_run import run_cmd
+    from bnn2hw.cli.run import run_cmd
     np.save(tmp_path / "X.npy", np.zeros((1, 64), dtype=np.int64))
     result = CliRunner().invoke(run_cmd, ["--port", str(tmp_path / "ttyUSB9"), "--inputs", str(tmp_path / "X.npy")])
     assert isinstance(result.exception, BoardError)

@@ -16,7 +16,8 @@ from bnn2hw.errors import UnsupportedModelError
 from bnn2hw.frontend import import_model
 from bnn2hw.nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 from bnn2hw.passes import fold_batchnorm
-from bnn2hw.testing import build_random_conv_model, torch_forward
+from bnn2hw.reference import torch_forward
+from bnn2hw.testing import build_random_conv_model
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import bnn2hw
-from bnn2hw.datasets import DIGITS_INPUT_BITS, DIGITS_INPUT_SHAPE, DigitsSplit, load_digits_split
+from bnn2hw.data import DIGITS_INPUT_BITS, DIGITS_INPUT_SHAPE, DigitsSplit, load_digits_split
 from bnn2hw.nn import BinaryLinear, InputQuant
 
 REPO = Path(__file__).resolve().parent.parent

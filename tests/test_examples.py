@@ -17,13 +17,8 @@ def run_script(*args, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.rtl("verilator")
 def test_digits_demo_is_bit_exact_on_the_whole_test_split(tmp_path):
-    from bnn2hw.errors import ToolNotFoundError
-    from bnn2hw.sim.tools import find_simulator
-    try:
-        find_simulator("verilator")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
     proc = run_script(ROOT / "examples" / "digits_demo.py", "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "RTL vs golden model mismatches   : 0 of 360 frames" in proc.stdout
@@ -41,6 +36,7 @@ def test_golden_throughput_benchmark_runs(tmp_path):
     assert "ratio golden / torch fp32" in proc.stdout and (tmp_path / "b.json").is_file()
 
 
+@pytest.mark.rtl("verilator")
 @pytest.mark.parametrize("model", ["digits_mlp.pt", "digits_cnn.pt"])
 def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
     """`bnn2hw simulate models/<model>` on the whole test split: hardware accuracy == PyTorch's (the CNN
@@ -51,13 +47,7 @@ def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
     from click.testing import CliRunner
 
     from bnn2hw.cli import cli
-    from bnn2hw.datasets import load_digits_split
-    from bnn2hw.errors import ToolNotFoundError
-    from bnn2hw.sim.tools import find_simulator
-    try:
-        find_simulator("verilator")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    from bnn2hw.data import load_digits_split
     split = load_digits_split()
     np.save(tmp_path / "x.npy", split.x_test)
     np.save(tmp_path / "y.npy", split.y_test)

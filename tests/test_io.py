@@ -11,7 +11,8 @@ import bnn2hw
 from bnn2hw.errors import ModelFileError
 from bnn2hw.io import UnsupportedModule
 from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant
-from bnn2hw.testing import build_random_model, random_inputs, random_spec, torch_forward
+from bnn2hw.reference import torch_forward
+from bnn2hw.testing import build_random_model, random_inputs, random_spec
 
 
 def test_round_trip_preserves_outputs_and_metadata(tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .execute import layer_accumulators
+from .accumulate import layer_accumulators
 
 __all__ = ["windows", "conv_accumulators", "pool_bits", "pad_code", "output_size"]
 

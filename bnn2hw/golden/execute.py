@@ -12,12 +12,11 @@ import numpy as np
 
 from ..errors import InputDataError
 from ..ir import PIXELS, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
-from .packing import pack_bits
+from .accumulate import layer_accumulators
+from .conv import conv_accumulators, pool_bits, windows
 
 __all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators", "node_outputs",
            "channel_last"]
-
-_CHUNK = 4096   # samples per block: bounds the (n, out) popcount intermediates
 
 
 @dataclass(frozen=True)
@@ -62,34 +61,6 @@ def check_inputs(graph: Graph, x) -> np.ndarray:
     return x.reshape(x.shape[0], -1).astype(np.int64)
 
 
-def _signs(weight_bits: np.ndarray) -> np.ndarray:
-    return weight_bits.astype(np.int64) * 2 - 1
-
-
-def layer_accumulators(node, inputs: np.ndarray, in_bits: int) -> np.ndarray:
-    """The accumulator of ``node`` for a batch: popcount of XNOR (bits input) or Σ ±q (pixel input).
-
-    ``inputs`` are pixels (n, in) int64 for :data:`PIXELS` layers and 0/1 bits (n, in) for :data:`BITS`.
-    """
-    if node.input_kind == PIXELS:
-        q = 2 * inputs.astype(np.int64) - ((1 << in_bits) - 1)
-        # Every product and partial sum is an integer below 2**53 in magnitude (|A| <= N * 255), so
-        # float64 BLAS computes A exactly, and much faster than numpy's integer matmul.
-        if node.in_features * ((1 << in_bits) - 1) < 2 ** 52:
-            return (q.astype(np.float64) @ _signs(node.weight_bits).T.astype(np.float64)).astype(np.int64)
-        return q @ _signs(node.weight_bits).T
-    n_in = node.in_features
-    w = pack_bits(node.weight_bits)                       # (out, words)
-    x = pack_bits(inputs)                                 # (n, words)
-    mismatches = np.zeros((inputs.shape[0], node.out_features), dtype=np.int32)
-    for s in range(0, inputs.shape[0], _CHUNK):
-        block = mismatches[s:s + _CHUNK]
-        for k in range(w.shape[1]):                       # one (samples × outputs) XOR-popcount per word
-            block += np.bitwise_count(x[s:s + _CHUNK, k, None] ^ w[None, :, k])
-    acc = n_in - mismatches.astype(np.int64)              # popcount(XNOR) over the real inputs only
-    return acc
-
-
 def raw_scores(node: ScoresDense, acc: np.ndarray) -> np.ndarray:
     """Signed pre-affine score: s = 2p - N for a bits input, the signed sum itself for pixels."""
     return acc if node.input_kind == PIXELS else 2 * acc - node.in_features
@@ -106,7 +77,6 @@ def channel_last(graph: Graph, data: np.ndarray) -> np.ndarray:
 
 def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | None, np.ndarray]:
     """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order."""
-    from .conv import conv_accumulators, pool_bits, windows
     n = data.shape[0]
     if isinstance(node, MaxPoolBits):
         out = pool_bits(data.reshape((n,) + node.in_shape), node.kernel, node.stride, node.and_mask)

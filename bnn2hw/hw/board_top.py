@@ -41,21 +41,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from pathlib import Path
-
 from amaranth.hdl import Array, Cat, Const, Module, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..board_protocol import (FRAME_HEADER, INFO_REQUEST, REPLY_HEADER, REPLY_QUEUE_FRAMES, Descriptor)
 from ..errors import BoardError
+from ..frame_codec import FRAME_HEADER, INFO_REQUEST, REPLY_HEADER, Descriptor
 from .conv import ConvParams
-from .mvu import scores_layout
 from .network import Network
 from .uart import MIN_DIVISOR, UARTReceiver, UARTTransmitter, check_divisor
 
-__all__ = ["BoardTop", "BOARD_TOP_NAME", "bridge_latency_cycles", "MAX_BAUD_ERROR", "export_board_verilog"]
+__all__ = ["BoardTop", "BOARD_TOP_NAME", "bridge_latency_cycles", "MAX_BAUD_ERROR"]
 
 BOARD_TOP_NAME = "bnn2hw_board_top"
 def bridge_latency_cycles(classes: int) -> tuple[int, int]:
@@ -268,15 +265,3 @@ class BoardTop(wiring.Component):
             m.d.sync += [info_pending.eq(1), replies_first.eq(outstanding - reply_starts),
                          none_first.eq(outstanding == reply_starts)]
         return m
-
-
-def export_board_verilog(top: BoardTop, directory: str | Path) -> Path:
-    """Write ``directory/bnn2hw_board_top.v`` (lint header as for bnn2hw_top.v); return its path."""
-    from amaranth.back import verilog
-
-    from ..codegen.export import _LINT_FOOTER, _LINT_HEADER
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{BOARD_TOP_NAME}.v"
-    path.write_text(_LINT_HEADER + verilog.convert(top, name=BOARD_TOP_NAME, emit_src=False) + _LINT_FOOTER)
-    return path

@@ -5,8 +5,8 @@ frame protocol over its UART pins (bench: :mod:`bnn2hw.sim.cocotb_uart_bench`).
 (each start bit right after the previous stop bit), frames with idle gaps and garbage before their
 headers, an info request right after the back-to-back run and directly followed by the next frame
 (the board must answer it after the queued replies and before that frame's) and one at the end.
-:func:`run_board_top_rtl` runs it and parses the replies with the host code of
-:mod:`bnn2hw.board_protocol`.
+:func:`run_board_top_rtl` runs it and parses the replies with the frame codec of
+:mod:`bnn2hw.frame_codec`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..board_protocol import (DESCRIPTOR_LENGTH, INFO_REQUEST, Descriptor, decode_reply, encode_frame,
-                              parse_descriptor)
 from ..errors import BoardError, SimulationError
+from ..frame_codec import (DESCRIPTOR_LENGTH, INFO_REQUEST, Descriptor, decode_reply, encode_frame,
+                           parse_descriptor)
 from ..hw.board_top import BOARD_TOP_NAME
 from .cocotb_runner import _unoptimized_make, run_cocotb
 from .cocotb_uart_bench import BOARD_PARAMS_ENV

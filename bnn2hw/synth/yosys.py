@@ -40,8 +40,8 @@ from typing import Callable
 from ..errors import ToolError
 from .tools import find_tool
 
-__all__ = ["FAMILIES", "Resources", "SynthResult", "synthesize", "parse_stat", "tool_error_lines",
-           "OOC_TOP", "ooc_wrapper_verilog"]
+__all__ = ["FAMILIES", "Resources", "SynthResult", "synthesize", "parse_stat", "stat_module_names",
+           "tool_error_lines", "OOC_TOP", "ooc_wrapper_verilog"]
 
 FAMILIES = ("xilinx", "ice40", "ecp5")
 
@@ -163,12 +163,22 @@ def _stat_text_modules(text: str) -> dict[str, dict]:
     return mods
 
 
+def _stat_modules(text: str) -> dict[str, dict]:
+    stripped = text.lstrip()
+    return _stat_json_modules(json.loads(stripped)) if stripped.startswith("{") else _stat_text_modules(text)
+
+
+def stat_module_names(text: str) -> list[str]:
+    """The modules a Yosys ``stat`` report (text or ``stat -json``) counts cells of, in report order;
+    the design total is not one of them. Each is a valid ``module`` of :func:`parse_stat`."""
+    return [name for name in _stat_modules(text) if name != "__design__"]
+
+
 def parse_stat(text: str, family: str, module: str | None = None) -> Resources:
     """Resources of ``module`` (default: the whole design) from Yosys ``stat`` output: the text report
     or ``stat -json``. A design with a hierarchy is totalled from its ``design
     hierarchy`` section. Raises ``ValueError`` if the text holds no cell counts of that module."""
-    stripped = text.lstrip()
-    mods = _stat_json_modules(json.loads(stripped)) if stripped.startswith("{") else _stat_text_modules(text)
+    mods = _stat_modules(text)
     if module is None:
         if "__design__" in mods and mods["__design__"]:
             cells = mods["__design__"]

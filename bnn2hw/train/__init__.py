@@ -4,9 +4,9 @@ composition, the BinaryConnect-style STE baseline, and the latent-free optimizer
 Spec: ../shared/design/TRAINING_AND_INTEGER_MATH.md §2–§5; every choice marked [RECON] there is an
 option here (docs/training.md lists them with their defaults).
 """
+from ..data import DATASETS, TrainingData, load_training_data
 from .binarizer import BinarizationConfig, Binarizer, find_units
 from .bop import Bop
-from .data import DATASETS, TrainingData, load_training_data
 from .kbop import KBop, bnn_init_scale
 from .masks import FrozenLatentGuard, grow_mask, soft_refresh
 from .quantize import SURROGATES, ClipId, clip_identity, stompp_q, surrogate_sign

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data import TrainingData
 from ..errors import TrainingConfigError
 from ..io import BinaryNet
 from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 from .binarizer import BinarizationConfig, Binarizer
 from .bop import Bop
-from .data import TrainingData
 
 __all__ = ["TrainConfig", "TrainResult", "train", "build_mlp", "build_cnn", "image_chw", "recalibrate_batchnorm", "deploy_accuracy",
            "OPTIMIZERS", "NETS"]

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import click
 import numpy as np
+import serial
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .board_protocol import DEFAULT_BAUD
-from .errors import Bnn2hwError, BoardError, InputDataError
+from ..errors import Bnn2hwError, BoardError, InputDataError
+from ..frame_codec import DEFAULT_BAUD, stream_order
+from ..host import read_descriptor, run_frames
+from .console import err, out, save_npz
 
 __all__ = ["run_cmd", "open_port"]
 
@@ -19,7 +23,6 @@ _POLL_S = 0.05
 
 def open_port(url: str, baud: int):
     """A pyserial port for a device name (/dev/ttyUSB1, COM3) or URL (socket://host:port, loop://)."""
-    import serial
     try:
         return serial.serial_for_url(url, baudrate=baud, timeout=_POLL_S, write_timeout=None)
     except (serial.SerialException, ValueError, OSError) as e:
@@ -28,7 +31,7 @@ def open_port(url: str, baud: int):
 
 
 def _load_labels(path: Path, n: int) -> np.ndarray:
-    from .compiler import load_inputs
+    from ..flow import load_inputs     # on use: it imports torch and Amaranth
     y = np.asarray(load_inputs(path)).reshape(-1)
     if len(y) != n:
         raise Bnn2hwError(f"--labels holds {len(y)} labels for {n} inputs; give one label per input")
@@ -49,11 +52,7 @@ def _load_labels(path: Path, n: int) -> np.ndarray:
               help="Seconds to wait for the board's descriptor and for each reply.")
 def run_cmd(port, inputs, baud, out_file, labels, timeout):
     """Run every input of X.npy on the board at PORT and report its classes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .board_protocol import read_descriptor, run_frames, stream_order
-    from .cli import _save_npz, err, out
-    from .compiler import load_inputs
+    from ..flow import load_inputs     # on use: it imports torch and Amaranth
 
     if not timeout > 0:
         raise Bnn2hwError(f"--timeout must be a positive number of seconds, not {timeout}")
@@ -72,7 +71,7 @@ def run_cmd(port, inputs, baud, out_file, labels, timeout):
             scores, classes = run_frames(link, x, descriptor_expected=descriptor, timeout=timeout,
                                          progress=lambda done, total: bar.update(task, completed=done))
     if out_file is not None:
-        _save_npz(out_file, scores=scores, classes=classes)
+        save_npz(out_file, scores=scores, classes=classes)
     counts = np.bincount(classes, minlength=descriptor.classes)
     out.print(f"board: {len(classes)} frames; class counts {counts.tolist()}"
               + (f"; wrote {out_file}" if out_file is not None else ""))

@@ -12,8 +12,11 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .errors import Bnn2hwError, TrainingConfigError
+from ..data import REGISTRY, load_training_data
+from ..errors import Bnn2hwError, TrainingConfigError
+from .console import err, out
 
 __all__ = ["train_cmd", "parse_hidden"]
 
@@ -42,14 +45,13 @@ def _write_json(path: Path, data: dict) -> None:
             os.unlink(tmp)
 
 
-def _choice_help(text: str, choices) -> str:
-    return f"{text} ({' | '.join(choices)})"
+#: Every data set of the registry with its description.
+_DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in REGISTRY.values())
+                 + ". Files are read from --data-dir (nothing is downloaded).")
 
 
 @click.command("train")
-@click.option("--dataset", default="digits", show_default=True,
-              help="digits (bundled with scikit-learn), mnist, fashion-mnist or cifar10 (the last three read "
-                   "from --data-dir).")
+@click.option("--dataset", default="digits", show_default=True, help=_DATASET_HELP)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Directory holding the IDX files (MNIST, Fashion-MNIST) or CIFAR-10 binary batches.")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the digits train/test split.")
@@ -113,12 +115,11 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogat
               granularity, activation_masks, pairing, refresh_epochs, refresh_fraction, refresh_mode, bop_gamma,
               bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
     """Train a binary MLP or CNN; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
+    # On use, so that `bnn2hw --help` need not load torch; neither imports the command line.
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import save
-    from .cli import err, out
-    from .train import BinarizationConfig, TrainConfig, build_cnn, load_training_data, train
+    from ..io import save
+    from ..train import BinarizationConfig, TrainConfig, build_cnn, train
 
     binarization = BinarizationConfig(
         method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,

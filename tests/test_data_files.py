@@ -1,12 +1,14 @@
-"""MNIST-style IDX and CIFAR-10 binary loaders, on small files written by the test in the real formats."""
+"""MNIST-style IDX and CIFAR-10 binary loaders, on small files written by the test in the real formats, and
+the data-set registry: every entry loads as it declares."""
 
 import gzip
 
 import numpy as np
 import pytest
 
+from bnn2hw.data import (CIFAR10_FILES, DATASETS, IDX_FILES, REGISTRY, load_cifar10_dir, load_idx, load_mnist_dir,
+                         load_training_data)
 from bnn2hw.errors import DatasetError
-from bnn2hw.local_datasets import CIFAR10_FILES, IDX_FILES, load_cifar10_dir, load_idx, load_mnist_dir
 
 
 def write_idx(path, array, compress=False):
@@ -97,3 +99,17 @@ def test_cifar10_errors(tmp_path):
     (tmp_path / "test_batch.bin").unlink()
     with pytest.raises(DatasetError, match="expected 'test_batch.bin'"):
         load_cifar10_dir(tmp_path)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_every_registry_entry_loads_as_it_declares(tmp_path, name):
+    entry = REGISTRY[name]
+    assert entry.name == name
+    if entry.local_files:
+        (make_cifar if name == "cifar10" else make_mnist)(tmp_path)
+    data = load_training_data(name, tmp_path if entry.local_files else None)
+    assert data.name == name and data.image_shape == entry.image_shape and data.input_shape == entry.input_shape
+    assert data.input_bits == entry.input_bits and data.num_classes == entry.classes
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        assert x.dtype == np.int64 and y.dtype == np.int64 and x.shape == (len(y),) + entry.input_shape
+        assert 0 <= x.min() and x.max() < 1 << entry.input_bits and 0 <= y.min() and y.max() < entry.classes

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DigitsSplit", "load_digits_split", "DIGITS_INPUT_BITS", "DIGITS_INPUT_SHAPE",
+__all__ = ["DigitsSplit", "load_digits_split", "DIGITS_INPUT_BITS", "DIGITS_INPUT_SHAPE", "DIGITS_IMAGE_SHAPE",
            "DIGITS_NUM_CLASSES", "DIGITS_SPLIT_DESCRIPTION"]
 
 DIGITS_INPUT_BITS = 5
@@ -26,6 +26,9 @@ DIGITS_INPUT_BITS = 5
 
 DIGITS_INPUT_SHAPE = (64,)
 """One sample: the 8x8 image flattened row by row (as ``load_digits().data`` gives it)."""
+
+DIGITS_IMAGE_SHAPE = (8, 8)
+"""One sample before flattening: 8 rows of 8 pixels."""
 
 DIGITS_NUM_CLASSES = 10
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 __all__ = ["ImageSplit", "load_idx", "load_mnist_dir", "load_cifar10_dir", "IDX_FILES", "CIFAR10_FILES"]
 
@@ -35,7 +35,8 @@ _IDX_UBYTE = 0x08
 
 @dataclass(frozen=True)
 class ImageSplit:
-    """Integer pixels (uint8, n × shape) and int64 labels of a train and a test split."""
+    """Integer pixels (n × image shape; uint8 from the file readers) and int64 labels of a train and a
+    test split."""
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray

@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 
 import click
+from rich.table import Table
 
-from .train.data import DATASETS
+from ..data import DATASETS, load_training_data
+from .console import err, model_argument, out, progress
+
+__all__ = ["diagnose_cmd"]
 
 
 @click.command("diagnose")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument
 @click.option("--dataset", type=click.Choice(DATASETS), default="digits", show_default=True,
               help="Data set whose samples are run (ignored with --inputs).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -36,28 +40,25 @@ def diagnose_cmd(model, dataset, data_dir, split, split_seed, inputs, batch_size
 
     Reports the Earth Mover's Distance between the two sets of per-channel rates per layer.
     """
-    from rich.table import Table
-
-    from .cli import _progress, err, out
-    from .compiler import compile_model, load_inputs
-    from .diagnose import firing_rate_report, write_diagnosis
+    # On use, so that `bnn2hw --help` need not load torch and Amaranth; neither imports the CLI.
+    from ..flow import compile_model, load_inputs
+    from ..diagnose import firing_rate_report, write_diagnosis
 
     out_dir = out_dir or Path("build") / f"{model.stem}-diagnose"
     x = load_inputs(inputs) if inputs is not None else None
     err.print(f"[bold]diagnosing[/bold] {model}")
-    compiled = compile_model(model, progress=_progress)
+    compiled = compile_model(model, progress=progress)
     metadata = getattr(compiled.torch_model, "metadata", {}) or {}
     if x is not None:
         source = f"{inputs}"
     else:
-        from .train.data import load_training_data
         if split_seed is None:
             saved = metadata.get("split_seed")
             split_seed = saved if isinstance(saved, int) and not isinstance(saved, bool) else 0
         t0 = time.perf_counter()
         data = load_training_data(dataset, data_dir, split_seed)
         x = data.x_train if split == "train" else data.x_test
-        _progress(f"load {dataset} {split} split ({len(x)} samples)", time.perf_counter() - t0)
+        progress(f"load {dataset} {split} split ({len(x)} samples)", time.perf_counter() - t0)
         source = f"{dataset} {split} split" + (f", split seed {split_seed}" if dataset == "digits" else "")
     if batch_size is None:
         trained = metadata.get("batch_size")
@@ -68,10 +69,10 @@ def diagnose_cmd(model, dataset, data_dir, split, split_seed, inputs, batch_size
                           "--batch-size overrides it)")
         else:
             batch_size = 64
-    diagnosis = firing_rate_report(compiled, x, batch_size, reference, data=source, progress=_progress)
+    diagnosis = firing_rate_report(compiled, x, batch_size, reference, data=source, progress=progress)
     t0 = time.perf_counter()
     json_path, png_path = write_diagnosis(diagnosis, out_dir)
-    _progress("write diagnose.json and diagnose.png", time.perf_counter() - t0)
+    progress("write diagnose.json and diagnose.png", time.perf_counter() - t0)
 
     ref_name = "training-time" if reference == "train" else "PyTorch eval"
     table = Table(title=f"firing rates: {diagnosis.reference_label} vs hardware, {diagnosis.samples} samples "
