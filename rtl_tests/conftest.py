@@ -1,4 +1,5 @@
-"""Fixtures of the RTL tests: simulators (skipped when not installed) and compiled random models."""
+"""Fixtures of the RTL tests: simulators (skipped at collection when not installed, by the root
+conftest.py) and compiled random models."""
 
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ import numpy as np
 import pytest
 from torch import nn
 
-from bnn2hw.codegen import build_network, layer_params
+from bnn2hw.codegen import build_network
+from bnn2hw.plan import plan_network
 from bnn2hw.codegen.export import export_verilog
-from bnn2hw.errors import ToolNotFoundError
 from bnn2hw.frontend import import_model
 from bnn2hw.ir import Graph
 from bnn2hw.passes import apply_folding, fold_batchnorm
 from bnn2hw.sim.amaranth_sim import SimResult
 from bnn2hw.sim.cocotb_runner import run_rtl
-from bnn2hw.sim.tools import find_simulator
 from bnn2hw.testing import RandomModelSpec, build_random_model, random_folding, random_inputs, random_spec
 
 RTL_SIMULATORS = ("icarus", "verilator")
@@ -30,11 +30,8 @@ RTL_SIMULATORS = ("icarus", "verilator")
 
 @pytest.fixture(params=RTL_SIMULATORS)
 def simulator(request) -> str:
-    """Each external simulator in turn; a test is skipped where that simulator is not installed."""
-    try:
-        find_simulator(request.param)
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    """Each external simulator in turn; the root conftest.py skips, at collection, a test whose
+    simulator is not installed."""
     return request.param
 
 
@@ -47,7 +44,7 @@ class CompiledModel:
     verilog: Path
 
     def simulate(self, simulator: str, build_dir: Path, **kwargs) -> SimResult:
-        head = layer_params(self.graph)[-1]
+        head = plan_network(self.graph).head
         return run_rtl(self.verilog, self.x, self.spec.input_bits, head.n_out, head.score_width, head.class_width,
                        simulator=simulator, build_dir=build_dir, quick_build=True, **kwargs)
 

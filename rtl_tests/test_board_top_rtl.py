@@ -17,13 +17,15 @@ import pytest
 
 from bnn2hw import golden, save
 from bnn2hw.board.boards import BOARDS
-from bnn2hw.board_protocol import DESCRIPTOR_LENGTH, FRAME_HEADER, INFO_REQUEST, Descriptor, stream_order
-from bnn2hw.compiler import Compiled, compile_model
-from bnn2hw.datasets import load_digits_split
+from bnn2hw.codegen.export import export_board_verilog
+from bnn2hw.flow import Compiled, compile_model
+from bnn2hw.data import load_digits_split
 from bnn2hw.errors import SimulationError
-from bnn2hw.hw.board_top import BoardTop, bridge_latency_cycles, export_board_verilog
+from bnn2hw.frame_codec import DESCRIPTOR_LENGTH, FRAME_HEADER, INFO_REQUEST, Descriptor, stream_order
+from bnn2hw.hw.board_top import BoardTop, bridge_latency_cycles
+from bnn2hw.reference import torch_forward
 from bnn2hw.sim.board_runner import run_board_top_rtl
-from bnn2hw.testing import build_random_conv_model, build_random_model, random_inputs, random_spec, torch_forward
+from bnn2hw.testing import build_random_conv_model, build_random_model, random_inputs, random_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LEDS = 3          # fewer than the class bits of the digits model: the LEDs show the low bits

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden
-from bnn2hw.codegen import build_network, constant_widths, layer_params, stage_bounds, stage_params
+from bnn2hw.codegen import build_network
+from bnn2hw.estimate import estimate_cycles
+from bnn2hw.plan import plan_network
 from bnn2hw.codegen.export import export_verilog
 from bnn2hw.frontend import import_model
 from bnn2hw.hw import ConvParams, MaxPoolParams
-from bnn2hw.passes import apply_folding, estimate, fold_batchnorm
+from bnn2hw.passes import apply_folding, fold_batchnorm
+from bnn2hw.reference import torch_forward
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
 from bnn2hw.sim.cocotb_runner import run_rtl
-from bnn2hw.testing import build_random_conv_model, torch_forward
+from bnn2hw.testing import build_random_conv_model
 
 # Six random conv models whose simulations stay short; between them: 1- to 8-bit pixel first layers,
 # one and two convolutions, strides 1 and 2, pads ±1, non-square kernels, OR and AND pools (seed 11: pooled
@@ -47,7 +50,7 @@ def test_the_chosen_models_cover_the_conv_cases(tmp_path):
     for seed in SEEDS:
         model, shape = build_random_conv_model(seed)
         graph = apply_folding(fold_batchnorm(import_model(model, shape)), lane_budget=1024)
-        for stage in stage_params(graph):
+        for stage in plan_network(graph).stages:
             if isinstance(stage, ConvParams):
                 w = stage.window
                 kinds |= {f"stride{w.stride[0]}", "pixels" if w.elem_bits > 1 else "bits"}
@@ -61,9 +64,9 @@ def test_the_chosen_models_cover_the_conv_cases(tmp_path):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_conv_rtl_bit_exact_under_gaps_and_backpressure(simulator, tmp_path, seed):
     model, x, graph, network, verilog = compile_conv(seed, tmp_path / "rtl")
-    result = simulate(network, graph, verilog, x, simulator, tmp_path / simulator, input_gaps=True,
-                      backpressure=True, seed=seed)
     expected = golden.run(graph, x)
+    result = simulate(network, graph, verilog, x, simulator, tmp_path / simulator, input_gaps=True,
+                      backpressure=True, seed=seed, expected=expected)   # checked in the bench as well
     np.testing.assert_array_equal(result.scores, expected.scores)
     np.testing.assert_array_equal(result.classes, expected.classes)
     np.testing.assert_array_equal(result.scores, torch_forward(model, x))
@@ -75,7 +78,7 @@ def test_conv_rtl_timing_and_handshakes_match_estimate_and_amaranth(simulator, t
     as in Amaranth's simulator (stalled handshakes are compared cycle for cycle in test_network_rtl.py)."""
     _, x, graph, network, verilog = compile_conv(2, tmp_path / "rtl", n=6, lanes=256)
     rtl = simulate(network, graph, verilog, x, simulator, tmp_path / simulator)
-    est = estimate(graph, 100.0, constant_widths(layer_params(graph), graph), stage_bounds(graph))
+    est = estimate_cycles(plan_network(graph), 100.0)
     assert measured_timing(rtl)[0] == est.cycles_per_frame
     model = run_network(build_network(graph), golden.channel_last(graph, x), graph.input.bits)
     assert (rtl.in_cycles, rtl.out_cycles) == (model.in_cycles, model.out_cycles)

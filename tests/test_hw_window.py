@@ -8,59 +8,26 @@ import numpy as np
 import pytest
 import torch
 from amaranth.back import verilog
-from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
-from bnn2hw.errors import ToolNotFoundError
 from bnn2hw.golden.packing import pack_fields, unpack_fields
 from bnn2hw.hw.maxpool import MaxPoolParams, MaxPoolUnit, reference_maxpool
 from bnn2hw.hw.sliding_window import SlidingWindowUnit, WindowParams, reference_windows
+from bnn2hw.sim.streams import StreamConsumer, StreamProducer, random_gaps, random_ready, simulate_streams
 
 
 def run_stream(dut, words, n_out, *, gaps=False, backpressure=False, seed=0, tail=12):
     """Drive ``words`` into ``dut.i`` and collect ``n_out`` payloads from ``dut.o``; then watch ``tail``
     more cycles, in which nothing may come out. Returns (payloads, input cycles, output cycles)."""
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    top = Module()
-    top.submodules.dut = dut
-    cycle = Signal(32)
-    top.d.sync += cycle.eq(cycle + 1)
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    outs, in_cycles, out_cycles = [], [], []
+    producer = StreamProducer(dut.i, words, gaps=random_gaps(random.Random(seed), (0, 0, 0, 1, 3)) if gaps else None)
+    consumer = StreamConsumer(dut.o, n_out, ready=random_ready(random.Random(seed + 1), 0.5) if backpressure else None,
+                              max_cycles=50_000)
 
-    async def producer(ctx):
-        for word in words:
-            if gaps:
-                for _ in range(rng_in.choice((0, 0, 0, 1, 3))):
-                    await ctx.tick()
-            ctx.set(dut.i.payload, word)
-            ctx.set(dut.i.valid, 1)
-            while True:
-                _, _, ready, now = await ctx.tick().sample(dut.i.ready, cycle)
-                if ready:
-                    break
-            in_cycles.append(now)
-            ctx.set(dut.i.valid, 0)
+    async def consume(ctx):
+        await consumer.run(ctx)
+        await consumer.expect_silence(ctx, tail)
 
-    async def consumer(ctx):
-        while len(outs) < n_out:
-            ready = int(rng_out.random() < 0.5) if backpressure else 1
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload, now = await ctx.tick().sample(dut.o.valid, dut.o.payload, cycle)
-            if valid and ready:
-                outs.append(int(payload))
-                out_cycles.append(now)
-            assert now < 50_000, f"only {len(outs)} of {n_out} outputs: deadlock?"
-        ctx.set(dut.o.ready, 1)
-        for _ in range(tail):
-            _, _, valid = await ctx.tick().sample(dut.o.valid)
-            assert not valid, "an output beyond the last frame"
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return outs, in_cycles, out_cycles
+    simulate_streams(dut, producers=[producer], testbenches=[consume])
+    return [int(p) for p in consumer.payloads], producer.taken, consumer.cycles
 
 
 def random_window_params(seed):
@@ -214,6 +181,7 @@ def test_maxpool_parameters_are_checked(kwargs, message):
         MaxPoolParams(**{**good, **kwargs})
 
 
+@pytest.mark.rtl("verilator")
 @pytest.mark.parametrize("unit", [
     SlidingWindowUnit(WindowParams(5, 6, 3, 8, kernel=(3, 2), stride=2, padding=(1, 2))),
     MaxPoolUnit(MaxPoolParams(6, 6, 3, 2, 2, (False, True, False))),
@@ -222,10 +190,7 @@ def test_units_export_lint_clean_verilog(tmp_path, unit):
     text = verilog.convert(unit, name="top", emit_src=False)
     assert "module top" in text
     from bnn2hw.sim.tools import find_simulator
-    try:
-        env = find_simulator("verilator")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    env = find_simulator("verilator")
     path = tmp_path / "top.v"
     # Same lint header as bnn2hw/codegen/export.py: Yosys relies on implicit operand extension.
     path.write_text("/* verilator lint_off WIDTH */\n" + text + "/* verilator lint_on WIDTH */\n")

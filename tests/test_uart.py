@@ -5,15 +5,16 @@ flags framing errors and overruns without hanging; the transmitter sends exactly
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from bnn2hw.errors import BoardError
 from bnn2hw.hw.board_top import BoardTop
 from bnn2hw.hw.uart import UARTReceiver, UARTTransmitter
+from bnn2hw.sim.streams import StreamConsumer, StreamProducer, simulate_streams
 
 PERIOD = 1e-8        # 100 MHz simulation clock
 
@@ -33,10 +34,10 @@ def receive(divisor: int, events, *, ready_after: int = 0, extra_cycles: int = 2
     """Drive ``events`` into a receiver; return (bytes taken, overrun, framing_error). The consumer is
     ready from cycle ``ready_after`` on."""
     dut = UARTReceiver(divisor)
-    sim = Simulator(dut)
-    sim.add_clock(PERIOD)
-    got, flags = [], {}
+    flags = {}
     total = sum(t for t, _ in events)
+    consumer = StreamConsumer(dut.o, ready=(int(cycle >= ready_after) for cycle in itertools.count()),
+                              max_cycles=int(total / PERIOD) + 7 + extra_cycles)
 
     async def line(ctx):
         ctx.set(dut.rx, 1)
@@ -46,20 +47,12 @@ def receive(divisor: int, events, *, ready_after: int = 0, extra_cycles: int = 2
             await ctx.delay(duration)
         ctx.set(dut.rx, 1)
 
-    async def consumer(ctx):
-        cycles = int(total / PERIOD) + 7 + extra_cycles
-        for cycle in range(cycles):
-            ready = int(cycle >= ready_after)
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                got.append(payload)
+    async def consume(ctx):
+        await consumer.run(ctx)
         flags["overrun"], flags["framing_error"] = ctx.get(dut.overrun), ctx.get(dut.framing_error)
 
-    sim.add_testbench(line, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got, flags["overrun"], flags["framing_error"]
+    simulate_streams(dut, testbenches=[consume], background=[line], period=PERIOD)
+    return consumer.payloads, flags["overrun"], flags["framing_error"]
 
 
 @pytest.mark.parametrize("divisor", [4, 5, 8])
@@ -104,37 +97,17 @@ def transmit(divisor: int, data: list[int], offer_gaps: list[int]):
     """Offer ``data`` to a transmitter (idle ``offer_gaps[k]`` cycles before byte k); return the tx line
     sampled every cycle and the cycles at which each byte was taken."""
     dut = UARTTransmitter(divisor)
-    sim = Simulator(dut)
-    sim.add_clock(PERIOD)
-    line, taken = [], []
+    line = []
     total = sum(offer_gaps) + (len(data) + 2) * 10 * divisor + 10
-
-    async def producer(ctx):
-        cycle = 0
-        for gap, value in zip(offer_gaps, data):
-            for _ in range(gap):
-                ctx.set(dut.i.valid, 0)
-                await ctx.tick()
-                cycle += 1
-            ctx.set(dut.i.payload, value)
-            ctx.set(dut.i.valid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                cycle += 1
-                if ready:
-                    taken.append(cycle)
-                    break
-        ctx.set(dut.i.valid, 0)
+    producer = StreamProducer(dut.i, data, gaps=offer_gaps)
 
     async def monitor(ctx):
         for _ in range(total):
             _, _, tx = await ctx.tick().sample(dut.tx)
             line.append(tx)
 
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(monitor)
-    sim.run()
-    return line, taken
+    simulate_streams(dut, producers=[producer], testbenches=[monitor], period=PERIOD)
+    return line, producer.taken
 
 
 def _decode_line(line: list[int], divisor: int) -> list[int]:
@@ -175,28 +148,10 @@ def test_transmitter_feeds_receiver_at_minimum_divisor():
     m.submodules.rx = rx = UARTReceiver(divisor)
     m.d.comb += rx.rx.eq(tx.tx)
     data = list(range(0, 256, 7))
-    got = []
-    sim = Simulator(m)
-    sim.add_clock(PERIOD)
-
-    async def producer(ctx):
-        for value in data:
-            ctx.set(tx.i.payload, value)
-            ctx.set(tx.i.valid, 1)
-            await ctx.tick().until(tx.i.ready)
-        ctx.set(tx.i.valid, 0)
-
-    async def consumer(ctx):
-        ctx.set(rx.o.ready, 1)
-        for _ in range((len(data) + 2) * 10 * divisor):
-            _, _, valid, payload = await ctx.tick().sample(rx.o.valid, rx.o.payload)
-            if valid:
-                got.append(payload)
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert got == data
+    producer = StreamProducer(tx.i, data)
+    consumer = StreamConsumer(rx.o, max_cycles=(len(data) + 2) * 10 * divisor)
+    simulate_streams(m, producers=[producer], consumers=[consumer], period=PERIOD)
+    assert consumer.payloads == data
 
 
 def test_divisor_for_the_boards_and_its_errors():

@@ -1,23 +1,22 @@
 """Run a compiled network in Amaranth's built-in simulator (no external tools).
 
-A producer drives one frame per input beat, optionally with random idle cycles between frames; a
-consumer takes outputs, optionally deasserting ``ready`` at random (back-pressure). Both record the
-cycle of every handshake so that throughput and latency are measured, not assumed.
+The stream kit (:mod:`bnn2hw.sim.streams`) drives the input beats, optionally with random idle
+cycles before them, and takes the outputs, optionally deasserting ``ready`` at random
+(back-pressure). Both record the cycle of every handshake so that throughput and latency are
+measured, not assumed.
 """
 
 from __future__ import annotations
 
-import random
 import sys
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from ..golden.packing import pack_fields
 from ..hw import Network
-from .cocotb_bench import gap_choices
+from .patterns import network_stalls
+from .streams import StreamConsumer, StreamProducer, simulate_streams
 
 __all__ = ["SimResult", "run_network", "frame_word", "frame_beats", "measured_timing"]
 
@@ -57,64 +56,22 @@ def run_network(network: Network, inputs: np.ndarray, pixel_bits: int, *, input_
                 backpressure: bool = False, seed: int = 0, max_cycles: int | None = None,
                 vcd: str | None = None) -> SimResult:
     """Simulate ``network`` on ``inputs`` (n, features) integer pixels in stream order (channel-last for
-    convolutional networks); return outputs and handshake cycles. ``input_gaps`` idles before beats."""
+    convolutional networks); return outputs and handshake cycles. ``input_gaps`` idles before beats,
+    ``backpressure`` drops ``ready`` at random (:func:`bnn2hw.sim.patterns.network_stalls`, the same
+    patterns as the cocotb bench draws for the same ``seed``)."""
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
-    n = len(inputs)
-    frames = [frame_beats(row, pixel_bits, network.input_beats) for row in inputs]
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    n_classes = len(network.o.payload.scores)
-    in_cycles, out_cycles, scores, classes = [], [], [], []
-    limit = max_cycles or 10_000_000
-
-    # A free-running counter beside the network time-stamps handshakes deterministically: its value
-    # is sampled just before the clock edge at which the handshake happens.
-    top = Module()
-    top.submodules.network = network
-    cycle = Signal(40)
-    top.d.sync += cycle.eq(cycle + 1)
+    n, beats = len(inputs), network.input_beats
+    words = [word for row in inputs for word in frame_beats(row, pixel_bits, beats)]
+    gaps, ready = network_stalls(seed, beats, input_gaps=input_gaps, backpressure=backpressure)
+    producer = StreamProducer(network.i, words, gaps=gaps)
+    consumer = StreamConsumer(network.o, n, ready=ready, max_cycles=max_cycles or 10_000_000)
     # Amaranth's simulator writes wide constants (ROM rows of PE·SIMD bits) as decimal literals.
     sys.set_int_max_str_digits(0)
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        for beats in frames:
-            for k, word in enumerate(beats):
-                if input_gaps:
-                    for _ in range(rng_in.choice(gap_choices(len(beats)))):
-                        await ctx.tick()
-                ctx.set(network.i.payload, word)
-                ctx.set(network.i.valid, 1)
-                offered = None
-                while True:
-                    _, _, ready, now = await ctx.tick().sample(network.i.ready, cycle)
-                    offered = now if offered is None else offered
-                    if ready:
-                        break
-                # Latency counts from the offer: a unit without input buffer takes the beat only
-                # when it has issued the beat's last word.
-                if k == 0:
-                    in_cycles.append(offered)
-                ctx.set(network.i.valid, 0)
-
-    async def consumer(ctx):
-        while len(scores) < n:
-            ready = 1 if not backpressure else int(rng_out.random() < 0.6)
-            ctx.set(network.o.ready, ready)
-            _, _, valid, payload, now = await ctx.tick().sample(network.o.valid, network.o.payload, cycle)
-            if valid and ready:
-                out_cycles.append(now)
-                scores.append([int(payload.scores[c]) for c in range(n_classes)])
-                classes.append(int(payload.cls))
-            if now > limit:
-                raise TimeoutError(f"simulation ran {limit} cycles without finishing {n} frames")
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return SimResult(scores=np.array(scores, dtype=np.int64), classes=np.array(classes, dtype=np.int64),
-                     in_cycles=tuple(in_cycles), out_cycles=tuple(out_cycles))
+    simulate_streams(network, producers=[producer], consumers=[consumer], vcd=vcd)
+    n_classes = len(network.o.payload.scores)
+    scores = [[int(p.scores[c]) for c in range(n_classes)] for p in consumer.payloads]
+    # Latency counts from the offer: a unit without input buffer takes the beat only when it has
+    # issued the beat's last word.
+    return SimResult(scores=np.array(scores, dtype=np.int64).reshape(n, n_classes),
+                     classes=np.array([int(p.cls) for p in consumer.payloads], dtype=np.int64),
+                     in_cycles=tuple(producer.offered[::beats]), out_cycles=tuple(consumer.cycles))

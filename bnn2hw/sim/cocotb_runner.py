@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import SimulationError
 from .amaranth_sim import SimResult
 from .cocotb_bench import PARAMS_ENV
+from .cocotb_streams import stream_port_names
 from .tools import find_simulator
 
 __all__ = ["run_rtl", "run_cocotb"]
@@ -113,14 +114,17 @@ def run_cocotb(verilog_path, top: str, test_module: str, *, simulator: str, buil
 def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: int, class_width: int, *,
             simulator: str, build_dir, input_gaps: bool = False, backpressure: bool = False, seed: int = 0,
             top: str = "bnn2hw_top", max_idle_cycles: int = 1_000_000, beats_per_frame: int = 1,
-            quick_build: bool = False) -> SimResult:
+            quick_build: bool = False, expected=None) -> SimResult:
     """Simulate the Verilog top on ``inputs`` (n, features) integer pixels in stream order with
     ``simulator`` ("icarus" or "verilator"), each frame sent as ``beats_per_frame`` beats (one pixel each
     for a convolutional network); return outputs and handshake cycles like :func:`run_network`.
 
     ``quick_build`` compiles Verilator's model without C++ optimisation (faster to build, slower to run).
     ``build_dir`` must not be shared between concurrent calls. The run fails with
-    :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles.
+    :class:`SimulationError` if no handshake happens for ``max_idle_cycles`` cycles, and, given
+    ``expected`` outputs (anything with ``scores`` (n, classes) and ``classes`` (n,), such as
+    :func:`bnn2hw.golden.run`'s result), if an output frame differs from them (the bench's scoreboard
+    checks each as it comes and names the first that differ, with their cycles).
     """
     env = find_simulator(simulator)
     if quick_build and simulator == "verilator":
@@ -128,10 +132,17 @@ def run_rtl(verilog_path, inputs, pixel_bits: int, n_classes: int, score_width: 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     inputs = np.asarray(inputs, dtype=np.int64).reshape(len(inputs), -1)
-    files = {name: build_dir / f"bench_{name}" for name in ("inputs.npy", "results.npz", "params.json")}
+    files = {name: build_dir / f"bench_{name}"
+             for name in ("inputs.npy", "expected.npz", "results.npz", "params.json")}
     np.save(files["inputs.npy"], inputs)
+    files["expected.npz"].unlink(missing_ok=True)
+    if expected is not None:
+        np.savez(files["expected.npz"], scores=np.asarray(expected.scores, dtype=np.int64),
+                 classes=np.asarray(expected.classes, dtype=np.int64))
     files["params.json"].write_text(json.dumps({
         "inputs": str(files["inputs.npy"]), "results": str(files["results.npz"]), "n": len(inputs),
+        "expected": str(files["expected.npz"]) if expected is not None else None,
+        "ports": {member: stream_port_names(member) for member in ("i", "o")},
         "pixel_bits": pixel_bits, "n_classes": n_classes, "score_width": score_width,
         "class_width": class_width, "input_gaps": input_gaps, "backpressure": backpressure, "seed": seed,
         "max_idle_cycles": max_idle_cycles, "beats_per_frame": beats_per_frame}))
