@@ -1,4 +1,4 @@
-"""Calibrate the analytic resource model (bnn2hw/passes/resources.py) against Yosys, and print both.
+"""Calibrate the analytic resource model (bnn2hw/estimate/) against Yosys, and print both.
 
     python bench/calibrate_resources.py                       # all designs, all three families
     python bench/calibrate_resources.py --family ice40 --design mlp_default
@@ -15,7 +15,7 @@ them), FFs, block RAM and DSPs per design, and the relative LUT error.
 
 ``--fit`` solves for the LUT coefficients of each family (non-negative least squares on the
 per-design feature sums of ``resources.lut_features``, relative error weighted) and prints a
-``COST_MODELS`` table to paste into resources.py. Re-calibrating after a hardware change is this
+``COST_MODELS`` table to paste into bnn2hw/estimate/cost_model.py. Re-calibrating after a hardware change is this
 one command: ``python bench/calibrate_resources.py --fit``.
 """
 
@@ -45,7 +45,7 @@ FAMILIES = ("ice40", "ecp5", "xilinx")
 
 
 def _shipped(name: str):
-    from bnn2hw.compiler import fold_model
+    from bnn2hw.flow import fold_model
     return fold_model(ROOT / "models" / name)[1]
 
 
@@ -67,7 +67,7 @@ def _fold(graph, spec):
 
 
 def _auto(cycles: int):
-    from bnn2hw.passes.autofold import fold_for_cycles
+    from bnn2hw.estimate import fold_for_cycles
     return lambda graph: fold_for_cycles(graph, cycles)
 
 
@@ -94,7 +94,7 @@ DESIGNS = {
 }
 
 #: Designs the fit never sees, to state the model's error on designs it was not fitted to: foldings
-#: chosen by passes/autofold.py (its real use) and a random CNN of another seed.
+#: chosen by bnn2hw/estimate/autofold.py (its real use) and a random CNN of another seed.
 HOLDOUT = {
     "mlp_auto64": (lambda: _shipped("digits_mlp.pt"), _auto(64)),
     "cnn_auto200": (lambda: _shipped("digits_cnn.pt"), _auto(200)),
@@ -109,12 +109,12 @@ def _graph(name: str):
 
 
 def bench_target(family: str):
-    """The family's hardware target (hw/target.py), except that a ROM style of "distributed" becomes
+    """The family's hardware target (bnn2hw.estimate.families), except that a ROM style of "distributed" becomes
     "logic": Yosys' LUT-RAM libraries refuse ROMs (``prune_rom``), so synth_xilinx stops with "no valid
     mapping found for memory …" on a ROM marked distributed. The resource model maps it to logic too."""
     import dataclasses
-    from bnn2hw.hw.target import target_for
-    target = target_for(family)
+    from bnn2hw.estimate import family as family_info
+    target = family_info(family).target
     if target.small_rom_style == "distributed":
         target = dataclasses.replace(target, small_rom_style="logic")
     return target
@@ -195,7 +195,8 @@ def main() -> int:
                     help="use cached measurements only (even if the hardware changed since); run no Yosys")
     ap.add_argument("--json", type=Path, help="write every model/measured pair here")
     args = ap.parse_args()
-    from bnn2hw.passes import resources
+    from bnn2hw import estimate as resources
+    from bnn2hw.plan import plan_network
 
     families = args.family or list(FAMILIES)
     names = args.design or list(ALL_DESIGNS)
@@ -213,8 +214,9 @@ def main() -> int:
             if measured is None:
                 continue
             print(f"• {name} / {family}", file=sys.stderr, flush=True)
-            est = resources.estimate_resources(graph, family, target=bench_target(family))
-            features = resources.lut_features(graph, family, target=bench_target(family))
+            plan = plan_network(graph, bench_target(family))
+            est = resources.estimate_resources(plan, family)
+            features = resources.lut_features(plan, family)
             records.append({"design": name, "family": family, "measured": measured, "model": est.totals_json(),
                             "features": features})
             log = args.work / name / f"synth_{family}" / f"synth_{family}.log"

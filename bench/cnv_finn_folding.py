@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
 import bnn2hw  # noqa: E402
-from bnn2hw.compiler import compile_model, write_output_dir  # noqa: E402
+from bnn2hw.flow import BuildConfig, FoldingFile, build, compile_model  # noqa: E402
 from bnn2hw.sim.run import simulate_compiled  # noqa: E402
 from bnn2hw.sim.tools import find_simulator  # noqa: E402
 from cnv_w1a1 import INPUT_SHAPE, random_cnv  # noqa: E402
@@ -87,7 +87,8 @@ def main() -> int:
         compiled = timed("compile (fold + exhaustive threshold check)", compile_model, model_path, folding_file=FOLDING)
         x = np.random.default_rng(1).integers(0, 256, size=(args.frames,) + INPUT_SHAPE)
         out = work / "build"
-        timed("write Verilog and reports", write_output_dir, compiled, out, x)
+        timed("write Verilog and reports", build, BuildConfig(model=model_path, folding=FoldingFile(FOLDING),
+                                                              out_dir=out, inputs=x))
         verilog = out / "verilog" / "bnn2hw_top.v"
         record["verilog_bytes"] = verilog.stat().st_size
         record["lint"] = timed("verilator --lint-only", lint, verilog)

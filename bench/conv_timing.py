@@ -4,8 +4,8 @@
 
 Each model (bnn2hw.testing.build_random_conv_model) is compiled with the default folding at ``--lanes``
 binary lanes and run free-running on 6 frames; the measured interval between outputs is set beside
-the estimate (passes/estimate.py). ``--decoupling-rows`` overrides the spare line-buffer rows of every
-window and pool unit (codegen.elaborate.DECOUPLING_ROWS) to show what they buy. Prints one row per
+the estimate (bnn2hw/estimate/cycles.py). ``--decoupling-rows`` overrides the spare line-buffer rows of every
+window and pool unit (bnn2hw.plan.DECOUPLING_ROWS) to show what they buy. Prints one row per
 model and the number of models whose measurement differs from the estimate.
 """
 
@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bnn2hw import golden  # noqa: E402
-from bnn2hw.codegen import constant_widths, layer_params, stage_bounds, stage_params  # noqa: E402
-from bnn2hw.codegen.elaborate import DECOUPLING_ROWS  # noqa: E402
+from bnn2hw.estimate import estimate_cycles  # noqa: E402
+from bnn2hw.plan import plan_network  # noqa: E402
+from bnn2hw.plan import DECOUPLING_ROWS  # noqa: E402
 from bnn2hw.frontend import import_model  # noqa: E402
 from bnn2hw.hw import ConvParams, MaxPoolParams, Network  # noqa: E402
-from bnn2hw.passes import apply_folding, estimate, fold_batchnorm  # noqa: E402
+from bnn2hw.passes import apply_folding, fold_batchnorm  # noqa: E402
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network  # noqa: E402
 from bnn2hw.testing import build_random_conv_model  # noqa: E402
 
@@ -53,8 +54,8 @@ def main() -> int:
         model, shape = build_random_conv_model(seed)
         x = np.random.default_rng(seed).integers(0, 1 << model[0].bits, size=(6,) + shape)
         graph = apply_folding(fold_batchnorm(import_model(model, shape)), lane_budget=args.lanes)
-        stages = stage_params(graph)
-        est = estimate(graph, 100.0, constant_widths(layer_params(graph), graph), stage_bounds(graph, stages))
+        plan = plan_network(graph)
+        stages, est = plan.stages, estimate_cycles(plan, 100.0)
         result = run_network(Network([with_rows(s, args.decoupling_rows) for s in stages]),
                              golden.channel_last(graph, x), graph.input.bits)
         if not np.array_equal(result.scores, golden.run(graph, x).scores):

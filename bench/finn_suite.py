@@ -8,7 +8,7 @@
 For each network: random weights (seeded; BatchNorm statistics measured on random inputs, so every
 threshold lies inside its accumulator range — sizes and cycles do not depend on the weights),
 compiled with FINN's published W1A1 folding (FOLDINGS below says where each comes from). For each
-family the network is built for that family's hardware target (hw/target.py: xilinx-7, ice40-up5k,
+family the network is built for that family's hardware target (bnn2hw/plan/target.py: xilinx-7, ice40-up5k,
 ecp5), exported as Verilog and synthesised with Yosys (synth_xilinx -family xc7, synth_ice40 -dsp,
 synth_ecp5; bnn2hw.synth). With ``--pnr`` it is placed and routed out of context (a three-pin
 wrapper: bnn2hw.synth.nextpnr) on the ECP5-85F, and on the iCE40 UP5K when synthesis says it fits.
@@ -38,13 +38,13 @@ from torch import nn  # noqa: E402
 
 import bnn2hw  # noqa: E402
 from bnn2hw import golden  # noqa: E402
-from bnn2hw.codegen import stage_params  # noqa: E402
+from bnn2hw.codegen import build_network  # noqa: E402
 from bnn2hw.codegen.export import export_verilog  # noqa: E402
-from bnn2hw.compiler import compile_model  # noqa: E402
-from bnn2hw.hw import Network, target_for  # noqa: E402
+from bnn2hw.flow import compile_model  # noqa: E402
+from bnn2hw.estimate import device_capacity, family as family_info  # noqa: E402
+from bnn2hw.plan import plan_network  # noqa: E402
 from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant  # noqa: E402
 from bnn2hw.errors import ToolError  # noqa: E402
-from bnn2hw.passes.resources import device_capacity  # noqa: E402
 from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
 
 #: (PE, SIMD) per dense layer and where the numbers come from.
@@ -172,9 +172,9 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
     print(f"== {name}: {lanes} PE·SIMD lanes, estimate {est.cycles_per_frame} cycles/frame "
           f"(bottleneck {est.bottleneck})", flush=True)
     for fam in families:
-        target = target_for(fam)
+        target = family_info(fam).target
         d = work / fam
-        network = Network(stage_params(compiled.graph, target=target))
+        network = build_network(plan_network(compiled.graph, target))
         t1 = time.perf_counter()
         verilog = export_verilog(network, d / "verilog", compiled.pixel_bits)
         fam_rec: dict = {"target": target.name, "verilog_s": round(time.perf_counter() - t1, 1)}

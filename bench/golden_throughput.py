@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bnn2hw import golden
-from bnn2hw.compiler import compile_model
+from bnn2hw.flow import compile_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -26,23 +25,16 @@ sys.path.insert(0, str(ROOT))
 
 from amaranth.back import verilog  # noqa: E402
 
-from bnn2hw.hw import MatrixVectorUnit, MVUParams, target_for  # noqa: E402
+from bnn2hw.hw import MatrixVectorUnit, MVUParams  # noqa: E402
+from bnn2hw.plan import LayerPlan, target_for  # noqa: E402
+from bnn2hw.testing import random_threshold_layer  # noqa: E402
 from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
 
 PNR = {"ice40": ("up5k", "sg48"), "ecp5": ("85k", "CABGA381")}
 
 
 def random_mvu(n_in: int, n_out: int, pe: int, simd: int, target, pixel_bits: int = 0, seed: int = 0) -> MVUParams:
-    r = random.Random(seed)
-    nf, sf = -(-n_out // pe), -(-n_in // simd)
-    lo, hi = (-n_in * ((1 << pixel_bits) - 1), n_in * ((1 << pixel_bits) - 1)) if pixel_bits else (0, n_in)
-    tw = max((-lo).bit_length(), hi.bit_length()) + 1
-    thresholds = [[r.randint(lo, hi) for _ in range(pe)] for _ in range(nf)]
-    t_rows = tuple(sum((t & ((1 << tw) - 1)) << (j * tw) for j, t in enumerate(row)) for row in thresholds)
-    w_rows = tuple(r.getrandbits(pe * simd) for _ in range(nf * sf))
-    options = target.mvu_options(nf * sf * pe * simd, nf * pe * (tw + 1))
-    return MVUParams(n_in=n_in, n_out=n_out, pe=pe, simd=simd, pixel_bits=pixel_bits, weight_rows=w_rows,
-                     threshold_rows=t_rows, threshold_width=tw, **options)
+    return LayerPlan(random_threshold_layer(n_in, n_out, pixel_bits, seed), pe, simd, target).mvu
 
 
 def parse_target(text: str):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, golden
-from .compiler import Compiled, Progress, compile_model
+from .flow import Compiled, Progress, compile_model
 from .errors import Bnn2hwError, InputDataError
 from .ir import ThresholdDense
 
@@ -90,7 +90,7 @@ def firing_rate_report(model: str | Path | Compiled, x, batch_size: int = 64, re
                        data: str = "", progress: Progress = _quiet) -> Diagnosis:
     """Compare per-channel firing rates of every hidden layer between the PyTorch reference and hardware.
 
-    ``model`` is a model file or a :class:`~bnn2hw.compiler.Compiled`; ``x`` holds integer pixels of shape
+    ``model`` is a model file or a :class:`~bnn2hw.flow.Compiled`; ``x`` holds integer pixels of shape
     (n, *input_shape). The model itself is never changed (the reference runs on a float64 copy).
     """
     from scipy.stats import wasserstein_distance

@@ -95,3 +95,11 @@ class FitError(Bnn2hwError):
 
 
 __all__ += ["FitError"]
+
+
+class OutputError(Bnn2hwError):
+    """The output directory cannot be written: a read-only file system, missing permission, a
+    symbolic link, a full disk, or a directory bnn2hw did not write."""
+
+
+__all__ += ["OutputError"]

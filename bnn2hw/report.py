@@ -1,7 +1,7 @@
 """Build reports: report.json's board section, report.md and a PNG chart, estimate next to measured.
 
 Measured numbers come only from the tools' own output (Yosys ``stat``, nextpnr's log) and from the
-simulation of the verification frames; estimates come from bnn2hw.passes (cycles, resources).
+simulation of the verification frames; estimates come from bnn2hw.estimate, which reads the plan.
 """
 
 from __future__ import annotations
@@ -9,27 +9,86 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .hw.collect import CollectParams
-from .hw.conv import ConvParams
-from .hw.maxpool import MaxPoolParams
-from .ir import MaxPoolBits
+import numpy as np
 
-__all__ = ["stage_names", "board_section", "stage_rows", "write_markdown", "write_chart"]
+from . import __version__
+from .ir import accumulator_range
+
+__all__ = ["report_dict", "folding_dict", "folding_file_dict", "board_section", "stage_rows", "write_markdown",
+           "write_chart", "GENERATOR"]
+
+#: report.json's "generator", by which bnn2hw recognises an output directory it wrote.
+GENERATOR = "bnn2hw-output"
 
 
-def stage_names(graph, stages) -> list[str]:
-    """A label per hardware stage: the layer name for a dense or conv layer, the pool's name, "flatten"."""
-    compute = iter(n.name for n in graph.compute_nodes)
-    pools = iter(n.name for n in graph.nodes if isinstance(n, MaxPoolBits))
-    names = []
-    for stage in stages:
-        if isinstance(stage, MaxPoolParams):
-            names.append(next(pools))
-        elif isinstance(stage, CollectParams):
-            names.append("flatten")
+def report_dict(compiled) -> dict:
+    """report.json's contents for a :class:`bnn2hw.flow.Compiled`: every number read from its plan and
+    estimates. ``estimate`` says which hardware target and FPGA family the estimate is for: the
+    design that was written."""
+    est, plan = compiled.estimate, compiled.plan
+    layers = []
+    for layer, cycles in zip(plan.layers, est.layers):
+        node = layer.node
+        entry = {
+            "name": cycles.name, "kind": cycles.kind, "in_features": cycles.in_features,
+            "out_features": cycles.out_features, "input": cycles.input, "pe": cycles.pe, "simd": cycles.simd,
+            "neuron_folds": cycles.neuron_folds, "synapse_folds": cycles.synapse_folds,
+            "positions": cycles.positions, "cycles_per_frame": cycles.cycles_per_frame,
+            "weight_bits": cycles.weight_bits, "weight_rom_bits": cycles.weight_rom_bits,
+        }
+        if layer.scores:
+            entry.update(score_bits=layer.score_width, affine=layer.has_affine, affine_bits=cycles.constant_bits,
+                         frac_bits=node.frac_bits)
         else:
-            names.append(next(compute))
-    return names
+            entry.update(threshold_bits=cycles.constant_bits, threshold_width=layer.threshold_width,
+                         flipped_channels=int(node.flipped.sum()), constant_channels=_constant_channels(node),
+                         tie_corrections=node.tie_corrections)
+        entry["resources"] = _unit_resources(compiled.resources, layer.name, f"{layer.name} window")
+        layers.append(entry)
+    res = compiled.resources
+    return {
+        "generator": GENERATOR, "bnn2hw_version": __version__, "model": compiled.model_path,
+        "input": {"shape": list(compiled.graph.input.shape), "bits": compiled.graph.input.bits},
+        "classes": compiled.graph.num_classes,
+        "estimate": {"target": plan.target.name, "family": res.family,
+                     "describes": "the hardware written to verilog/ (and, with a board, the network inside its "
+                                  "board top)"},
+        "network": {"cycles_per_frame": est.cycles_per_frame, "latency_cycles": est.latency_cycles,
+                    "clock_mhz": est.clock_mhz, "frames_per_second": est.frames_per_second,
+                    "bottleneck": est.bottleneck, "stream_units": [list(s) for s in est.stream_units],
+                    "weight_bits": sum(l.weight_bits for l in est.layers),
+                    "threshold_bits": sum(l.constant_bits for l in est.layers)},
+        "layers": layers,
+        "resources": {**res.totals_json(), "target": plan.target.name, "bram": res.bram_blocks,
+                      "stream_units": {label: _unit_resources(res, label)
+                                       for label, _ in est.stream_units if not label.endswith(" window")},
+                      "dsp_layers": [u.name for u in res.units if u.dsp]},
+    }
+
+
+def _unit_resources(res, *names: str) -> dict:
+    """Estimated LUTs, FFs, block RAMs and DSPs of the units ``names`` together (those that exist)."""
+    units = [u for u in res.units if u.name in names]
+    return {"luts": round(sum(u.luts for u in units)), "ffs": sum(u.ffs for u in units),
+            "bram": sum(u.bram_blocks for u in units), "dsp": sum(u.dsp for u in units)}
+
+
+def _constant_channels(node) -> int:
+    """Channels whose threshold lies outside the accumulator range (γ = 0, or saturated)."""
+    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
+    return int(np.sum((node.thresholds <= lo) | (node.thresholds > hi)))
+
+
+def folding_dict(graph) -> dict:
+    return {name: {"pe": f.pe, "simd": f.simd} for name, f in graph.folding}
+
+
+def folding_file_dict(graph, note: dict | None = None) -> dict:
+    """folding.json: the layers' PE and SIMD (what ``--folding`` reads back), and how they were chosen."""
+    if not note:
+        return folding_dict(graph)
+    return {"_comment": "PE and SIMD per layer; edit and pass back with --folding", **note,
+            "layers": folding_dict(graph)}
 
 
 def _resources_json(res) -> dict:
@@ -38,7 +97,8 @@ def _resources_json(res) -> dict:
 
 
 def board_section(build, names: list[str], directory: Path, cycles_per_frame: int) -> dict:
-    """report.json's "board" object for a :class:`bnn2hw.board.build.BoardBuild` written under ``directory``."""
+    """report.json's "board" object for a :class:`bnn2hw.board.build.BoardBuild` written under ``directory``;
+    ``names``: a label per hardware stage (the plan's stage names)."""
     rel = lambda p: str(Path(p).relative_to(directory))
     layer_modules = {}
     for module in build.modules:

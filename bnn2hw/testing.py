@@ -1,4 +1,5 @@
-"""Random models and inputs for bit-exactness tests (used by tests/, rtl_tests/ and bench/).
+"""Random models and inputs for bit-exactness tests (used by tests/, rtl_tests/ and bench/); the torch
+reference they are compared with is :func:`bnn2hw.reference.torch_forward`.
 
 Models are drawn to stress the integer math: widths that are primes or not multiples of anything,
 BatchNorm with γ of both signs and exactly zero, running statistics that put thresholds inside the
@@ -13,10 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ir import BITS, PIXELS, ThresholdDense, accumulator_range
 from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
 
-__all__ = ["RandomModelSpec", "random_spec", "build_random_model", "random_inputs", "torch_forward",
-           "random_folding", "build_random_conv_model"]
+__all__ = ["RandomModelSpec", "random_spec", "build_random_model", "random_inputs", "random_folding",
+           "build_random_conv_model"]
 
 _PRIMES = (3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97, 101, 127, 131, 199, 211, 251, 257, 293)
 
@@ -93,14 +95,6 @@ def random_inputs(spec_or_bits, size: int | None = None, n: int = 64, seed: int 
     return rng.integers(0, 1 << bits, size=(n, size), dtype=np.int64)
 
 
-def torch_forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """The model's eval-mode output in float64 (a float64 copy; the model itself is not changed)."""
-    import copy
-    m = copy.deepcopy(model).double().eval()
-    with torch.no_grad():
-        return m(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
-
-
 def random_folding(graph, seed: int, max_cycles: int = 64, max_lanes: int = 1024) -> dict[str, dict]:
     """PE/SIMD per layer drawn at random (mostly not dividing the layer sizes), returned as a
     folding-file dict. Each layer gets at most ``max_cycles`` cycles per frame, unless that would need
@@ -172,3 +166,15 @@ def build_random_conv_model(seed: int, max_channels: int = 40) -> tuple[nn.Seque
         head.weight.copy_(torch.from_numpy(rng.uniform(-1, 1, head.weight.shape)))
     layers.append(head)
     return nn.Sequential(*layers).eval(), shape
+
+
+def random_threshold_layer(n_in: int, n_out: int, pixel_bits: int = 0, seed: int = 0) -> ThresholdDense:
+    """A folded dense threshold layer with random ±1 weights and thresholds anywhere in its accumulator
+    range (pixel input of ``pixel_bits`` bits, or binary input for 0): for building one unit on its own
+    through bnn2hw.plan.LayerPlan (benchmarks, synthesis tests)."""
+    rng = np.random.default_rng(seed)
+    kind = PIXELS if pixel_bits else BITS
+    lo, hi = accumulator_range(kind, n_in, pixel_bits or 1)
+    return ThresholdDense(name="dense0", position=0, input_kind=kind, in_bits=pixel_bits or 1,
+                          weight_bits=rng.integers(0, 2, size=(n_out, n_in)),
+                          thresholds=rng.integers(lo, hi + 1, size=n_out), flipped=np.zeros(n_out, bool))

@@ -23,11 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bnn2hw.compiler import compile_model, report_dict, write_output_dir  # noqa: E402
-from bnn2hw.datasets import load_digits_split  # noqa: E402
+from bnn2hw.flow import BuildConfig, build  # noqa: E402
+from bnn2hw.data import load_digits_split  # noqa: E402
 from bnn2hw.errors import Bnn2hwError  # noqa: E402
+from bnn2hw.reference import torch_forward  # noqa: E402
 from bnn2hw.sim.run import simulate_compiled  # noqa: E402
-from bnn2hw.testing import torch_forward  # noqa: E402
 
 
 def main() -> int:
@@ -42,9 +42,8 @@ def main() -> int:
     step = lambda text: print(f"• {text}", flush=True)
 
     step(f"compiling {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}")
-    compiled = compile_model(args.model, calibration=split.x_train)
-    write_output_dir(compiled, args.out, x)
-    net = report_dict(compiled)["network"]
+    state = build(BuildConfig(model=args.model, out_dir=args.out, inputs=x, calibration=split.x_train))
+    compiled, net = state.compiled, state.report["network"]
     step(f"wrote {args.out} ({len(compiled.params)} layers, {net['weight_bits']} weight bits, "
          f"{net['threshold_bits']} threshold bits)")
 

@@ -1,4 +1,4 @@
-"""Automatic folding and the fit check (passes/autofold.py, passes/resources.py).
+"""Automatic folding and the fit check (bnn2hw/estimate/autofold.py, fit.py, resources.py).
 
 For the shipped models and random graphs: fold_for_cycles meets its target by the estimate and in
 Amaranth's simulator (free running, bit-exact against the golden model), uses no more lanes than the
@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden
-from bnn2hw.codegen import build_network, constant_widths, layer_params, stage_bounds
-from bnn2hw.compiler import fold_model
+from bnn2hw import estimate as resources
+from bnn2hw.codegen import build_network
+from bnn2hw.estimate import autofold, estimate_cycles
+from bnn2hw.flow import fold_model
 from bnn2hw.errors import Bnn2hwError, FitError, FoldingError
 from bnn2hw.frontend import import_model
 from bnn2hw.ir import Folding
-from bnn2hw.passes import apply_folding, default_folding, estimate, fold_batchnorm, load_folding_file
-from bnn2hw.passes import autofold, resources
+from bnn2hw.ir.arith import positions
+from bnn2hw.passes import apply_folding, default_folding, fold_batchnorm, load_folding_file
+from bnn2hw.plan import plan_network
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
 from bnn2hw.testing import build_random_conv_model, build_random_model, random_inputs, random_spec
 
@@ -54,8 +57,17 @@ def folded(graph, fold):
 
 
 def estimated_cycles(graph) -> int:
-    params = layer_params(graph)
-    return estimate(graph, 100.0, constant_widths(params, graph), stage_bounds(graph)).cycles_per_frame
+    return estimate_cycles(plan_network(graph), 100.0).cycles_per_frame
+
+
+def estimate_for(graph, family, fold=None):
+    """The resource estimate of ``graph`` (or ``fold``) as ``family``'s boards build it."""
+    plan = plan_network(graph, resources.family(family).target, folding=fold)
+    return resources.estimate_resources(plan, family)
+
+
+def fit_for(graph, family, capacity, fold=None):
+    return resources.fit_check(plan_network(graph, resources.family(family).target, folding=fold), family, capacity)
 
 
 def simulate(graph, x):
@@ -82,7 +94,7 @@ def test_shipped_models_meet_every_target_by_the_estimate(name, targets):
         # close to the fewest lanes any folding needs: ⌈in·out·positions / target⌉ per layer
         for n in graph.compute_nodes:
             f = fold[n.name]
-            k = target // autofold.positions(n)
+            k = target // positions(n)
             assert f.pe * f.simd <= 2 * -(-n.in_features * n.out_features // k) + 2, (name, target, n.name, f)
 
 
@@ -97,9 +109,9 @@ def test_auto_folded_shipped_models_run_at_their_target_and_bit_exact(name, targ
 
 def weighted_cost(graph, family, fold) -> float:
     """What autofold minimises: estimated LUTs + block RAMs and DSPs in LUT equivalents."""
-    est = resources.estimate_resources(graph, family, fold)
-    return (est.luts + autofold.BRAM_LUT_EQUIVALENT[family] * est.bram_blocks
-            + autofold.DSP_LUT_EQUIVALENT[family] * est.dsp)
+    est = estimate_for(graph, family, fold)
+    return (est.luts + resources.family(family).bram_lut_equivalent * est.bram_blocks
+            + resources.family(family).dsp_lut_equivalent * est.dsp)
 
 
 @pytest.mark.parametrize("seed", [3, 8, 14, 21, 36])
@@ -109,7 +121,7 @@ def test_random_mlps_meet_targets_and_cost_no_more_than_the_default(seed):
     _, graph = random_mlp(seed)
     default = default_folding(graph)
     cycles = autofold.folding_cycles(graph, default)
-    for family in resources.FAMILIES:
+    for family in resources.FAMILY_NAMES:
         auto = autofold.fold_for_cycles(graph, cycles, family)
         assert autofold.folding_cycles(graph, auto) <= cycles
         assert weighted_cost(graph, family, auto) <= (1 + autofold.COST_TOLERANCE) * weighted_cost(graph, family, default)
@@ -172,21 +184,21 @@ def test_a_target_below_one_cycle_names_a_layer():
 
 # ---- budgets ----
 
-@pytest.mark.parametrize("family", resources.FAMILIES)
+@pytest.mark.parametrize("family", resources.FAMILY_NAMES)
 def test_fold_for_budget_respects_the_budget_and_is_the_fastest_that_does(family):
     graph = shipped("digits_mlp.pt")
     with pytest.raises(FoldingError) as e:
         autofold.fold_for_budget(graph, 100, family)
     assert "--max-luts" in str(e.value) and "100 LUTs" in str(e.value)
     smallest = int(str(e.value).split("needs about ")[1].split(" LUTs")[0].replace(",", ""))
-    assert resources.estimate_resources(graph, family, autofold.fold_for_budget(graph, smallest, family)).luts \
+    assert estimate_for(graph, family, autofold.fold_for_budget(graph, smallest, family)).luts \
         <= smallest
     for budget in (int(smallest * 1.3), int(smallest * 3)):
         fold = autofold.fold_for_budget(graph, budget, family)
-        assert resources.estimate_resources(graph, family, fold).luts <= budget
+        assert estimate_for(graph, family, fold).luts <= budget
         cycles = autofold.folding_cycles(graph, fold)
         faster = autofold.fold_for_cycles(graph, cycles - 1, family)
-        assert resources.estimate_resources(graph, family, faster).luts > budget
+        assert estimate_for(graph, family, faster).luts > budget
 
 
 # ---- fit ----
@@ -195,15 +207,15 @@ def test_a_design_too_big_for_the_up5k_names_luts_need_and_capacity_and_refolds(
     graph = shipped("digits_mlp.pt")
     fast = autofold.fold_for_cycles(graph, 16)
     with pytest.raises(FitError) as e:
-        autofold.fit_check(graph, "ice40", "iCE40UP5K", folding=fast)
-    need = resources.estimate_resources(graph, "ice40", fast).luts
+        fit_for(graph, "ice40", "iCE40UP5K", fast)
+    need = estimate_for(graph, "ice40", fast).luts
     msg = str(e.value)
     assert e.value.resource == "luts" and e.value.need == need and e.value.capacity == 5_280
     assert f"{need:,} LUTs" in msg and "5,280" in msg and "iCE40 UP5K" in msg and "--max-luts" in msg
-    fold = autofold.refold_to_fit(graph, "ice40", "iCE40UP5K")
-    est = resources.estimate_resources(graph, "ice40", fold)
+    fold = resources.refold_to_fit(graph, "ice40", "iCE40UP5K")
+    est = estimate_for(graph, "ice40", fold)
     assert est.luts <= 0.85 * 5_280 and est.bram_blocks <= 30 and est.dsp <= 8
-    assert autofold.fit_check(graph, "ice40", resources.device_capacity("iCE40UP5K"), folding=fold) == []
+    assert fit_for(graph, "ice40", resources.device_capacity("iCE40UP5K"), fold) == []
 
 
 def test_ice40_logic_cells_bound_luts_plus_flip_flops():
@@ -211,30 +223,30 @@ def test_ice40_logic_cells_bound_luts_plus_flip_flops():
     # sum does not is refused on logic cells, and the refold keeps the sum within the margin.
     graph = shipped("digits_mlp.pt")
     fold = default_folding(graph)
-    est = resources.estimate_resources(graph, "ice40", fold)
+    est = estimate_for(graph, "ice40", fold)
     assert resources.device_capacity("iCE40UP5K")["cells"] == 5_280
     cap = {"name": "a small iCE40", "luts": est.luts + 10, "ffs": est.ffs + 10, "cells": est.luts + est.ffs - 1,
            "bram_blocks": 30, "dsp": 8}
     with pytest.raises(FitError) as e:
-        autofold.fit_check(graph, "ice40", cap, folding=fold)
+        fit_for(graph, "ice40", cap, fold)
     assert e.value.resource == "cells" and e.value.need == est.luts + est.ffs
     assert "logic cells" in str(e.value) and "a small iCE40" in str(e.value)
-    refold = autofold.refold_to_fit(graph, "ice40", {**cap, "cells": est.luts + est.ffs})
-    small = resources.estimate_resources(graph, "ice40", refold)
+    refold = resources.refold_to_fit(graph, "ice40", {**cap, "cells": est.luts + est.ffs})
+    small = estimate_for(graph, "ice40", refold)
     assert small.luts + small.ffs <= 0.85 * (est.luts + est.ffs)
 
 
 def test_too_many_dsps_names_the_layers_that_use_them():
     graph = shipped("digits_mlp.pt")
     fold = dict(default_folding(graph), dense0=Folding(16, 8))
-    est = resources.estimate_resources(graph, "ice40", fold)
+    est = estimate_for(graph, "ice40", fold)
     assert est.dsp == 16 and est.unit("dense0").dsp == 16
     with pytest.raises(FitError) as e:
-        autofold.fit_check(graph, "ice40", {"name": "iCE40 UP5K", "luts": 10**6, "ffs": 10**6, "bram_blocks": 30,
-                                            "dsp": 8}, folding=fold)
+        fit_for(graph, "ice40", {"name": "iCE40 UP5K", "luts": 10**6, "ffs": 10**6, "bram_blocks": 30, "dsp": 8},
+                fold)
     assert e.value.resource == "dsp" and "dense0" in str(e.value) and "16 DSP" in str(e.value)
-    for family in resources.FAMILIES:     # binary layers never use DSPs
-        assert all(u.dsp == 0 for u in resources.estimate_resources(graph, family, fold).units
+    for family in resources.FAMILY_NAMES:     # binary layers never use DSPs
+        assert all(u.dsp == 0 for u in estimate_for(graph, family, fold).units
                    if u.name != "dense0")
 
 
@@ -242,11 +254,11 @@ def test_when_nothing_fits_the_error_says_the_weights_alone_are_too_many():
     graph = shipped("digits_mlp.pt")
     tiny = {"name": "a tiny part", "luts": 400, "ffs": 4000, "bram_blocks": 1, "bram_bits": 4096, "dsp": 0}
     with pytest.raises(FitError) as e:
-        autofold.refold_to_fit(graph, "ice40", tiny)
+        resources.refold_to_fit(graph, "ice40", tiny)
     assert "weights alone" in str(e.value) and "25,856 bits" in str(e.value) and "a tiny part" in str(e.value)
     roomy_but_few_ffs = {"name": "a part", "luts": 10**6, "ffs": 500, "bram_blocks": 100, "dsp": 100}
     with pytest.raises(FitError) as e:
-        autofold.refold_to_fit(graph, "ice40", roomy_but_few_ffs)
+        resources.refold_to_fit(graph, "ice40", roomy_but_few_ffs)
     assert e.value.resource == "ffs" and "flip-flops" in str(e.value)
     assert isinstance(e.value, Bnn2hwError)
 
@@ -274,7 +286,7 @@ def test_device_table_has_the_data_sheet_numbers():
 
 def test_estimate_is_per_unit_and_totals_add_up():
     graph = apply_folding(shipped("digits_cnn.pt"))
-    est = resources.estimate_resources(graph, "ecp5")
+    est = estimate_for(graph, "ecp5")
     names = [u.name for u in est.units]
     assert names == ["conv0 window", "conv0", "pool0", "conv1 window", "conv1", "pool1", "flatten", "dense2", "dense3"]
     assert est.luts == round(sum(u.luts for u in est.units)) and est.ffs == sum(u.ffs for u in est.units)

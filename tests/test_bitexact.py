@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden
-from bnn2hw.codegen import build_network, constant_widths, layer_params
+from bnn2hw.codegen import build_network
+from bnn2hw.estimate import estimate_cycles
+from bnn2hw.plan import plan_network
 from bnn2hw.frontend import import_model
-from bnn2hw.passes import apply_folding, estimate, fold_batchnorm
+from bnn2hw.passes import apply_folding, fold_batchnorm
+from bnn2hw.reference import torch_forward
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
-from bnn2hw.testing import build_random_model, random_folding, random_inputs, random_spec, torch_forward
+from bnn2hw.testing import build_random_model, random_folding, random_inputs, random_spec
 
 MODEL_SEEDS = range(30)
 
@@ -57,6 +60,6 @@ def test_measured_cycles_equal_estimate(seed, folding):
     spec, model, graph = compile_random(seed, folding)
     x = random_inputs(spec, n=6, seed=seed + 99)
     result = run_network(build_network(graph), x, spec.input_bits)
-    est = estimate(graph, 100.0, constant_widths(layer_params(graph), graph))
+    est = estimate_cycles(plan_network(graph), 100.0)
     assert measured_timing(result) == (est.cycles_per_frame, est.latency_cycles), spec.describe()
     assert np.array_equal(result.scores, golden.run(graph, x).scores)

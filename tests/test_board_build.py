@@ -3,13 +3,11 @@ shows the tool's own error lines, and (slow tier) the shipped model becomes a bi
 board, with a report whose numbers are the tools' own."""
 
 import json
-import os
 import re
 import stat
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -97,7 +95,7 @@ def test_board_design_uses_no_deprecated_amaranth_api(tiny, board_name, clock_mh
     from bnn2hw.board.boards import BOARDS
     from bnn2hw.board.build import NAME, BoardDesign
     from bnn2hw.board.pll import pll_settings
-    from bnn2hw.compiler import compile_model
+    from bnn2hw.flow import compile_model
     board = BOARDS[board_name]
     stages = compile_model(tiny, board=board).stages
     pll = pll_settings(board.family, board.clock_mhz, clock_mhz) if clock_mhz else None
@@ -111,6 +109,7 @@ def test_board_design_uses_no_deprecated_amaranth_api(tiny, board_name, clock_mh
     assert all(f"{pin}__io" in pins for pin in ("uart_0__rx", "uart_0__tx", "led_0"))
 
 
+@pytest.mark.synth("yosys")
 @pytest.mark.parametrize("board_name", ["ulx3s-85f", "icebreaker"])
 def test_shipped_model_board_design_passes_yosys_as_the_build_runs_it(board_name, tmp_path):
     # The synthesis step of `compile --board` alone (the slow tier runs the whole build): a hardware
@@ -119,7 +118,7 @@ def test_shipped_model_board_design_passes_yosys_as_the_build_runs_it(board_name
     import subprocess
     from bnn2hw.board.boards import BOARDS
     from bnn2hw.board.build import NAME, BoardDesign, yosys_overrides
-    from bnn2hw.compiler import compile_model
+    from bnn2hw.flow import compile_model
     from bnn2hw.synth import find_tool
     board = BOARDS[board_name]
     stages = compile_model(DIGITS, board=board).stages
@@ -141,6 +140,7 @@ def test_unknown_board_lists_the_boards(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.synth("yosys", "nextpnr-ice40", "icepack", "nextpnr-ecp5", "ecppack")
 @pytest.mark.parametrize("board, clock_mhz", [("icebreaker", None), ("icebreaker", 48.0), ("ulx3s-85f", None)])
 def test_shipped_model_becomes_a_bitstream_with_the_tools_numbers(board, clock_mhz, tmp_path):
     # --clock-mhz 48 on the iCEBreaker (a PLL from its 12 MHz oscillator) is issue 5's timing goal:

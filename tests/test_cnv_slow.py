@@ -2,7 +2,6 @@
 Yosys synth_ecp5 without errors, and 3 frames through Verilator bit-exact at the estimated cycles per
 frame. bench/cnv_finn_folding.py runs the same steps and records the numbers in docs/benchmarks.md."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden
-from bnn2hw.compiler import compile_model, write_output_dir
-from bnn2hw.errors import ToolNotFoundError
+from bnn2hw.flow import BuildConfig, FoldingFile, build, compile_model
+from bnn2hw.reference import torch_forward
 from bnn2hw.sim.run import simulate_compiled
-from bnn2hw.testing import torch_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -31,7 +29,8 @@ def cnv(tmp_path_factory):
     bnn2hw.save(random_cnv(0), work / "cnv.pt", input_shape=INPUT_SHAPE)
     compiled = compile_model(work / "cnv.pt", folding_file=ROOT / "models" / "cnv_w1a1_folding.json")
     x = np.random.default_rng(1).integers(0, 256, size=(3,) + INPUT_SHAPE)
-    write_output_dir(compiled, work / "build", x)
+    build(BuildConfig(model=work / "cnv.pt", folding=FoldingFile(ROOT / "models" / "cnv_w1a1_folding.json"),
+                      out_dir=work / "build", inputs=x))
     return compiled, x, work
 
 
@@ -43,26 +42,23 @@ def test_cnv_golden_equals_torch_and_folding_is_finns(cnv):
         "conv5": (1, 32), "dense6": (1, 4), "dense7": (1, 8), "dense8": (4, 1)}
 
 
+@pytest.mark.rtl("verilator")
+@pytest.mark.synth("yosys")
 def test_cnv_verilog_lints_clean_and_synthesises(cnv):
     from cnv_finn_folding import lint, synth_ecp5
     _, _, work = cnv
     verilog = work / "build" / "verilog" / "bnn2hw_top.v"
-    try:
-        result = lint(verilog)
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    result = lint(verilog)
     assert result["returncode"] == 0 and result["warnings"] == 0, result
     synth = synth_ecp5(verilog)
     assert synth["ok"] and synth["errors_in_log"] == 0, synth.get("error")
     assert synth["cells"].get("LUT4", 0) > 0
 
 
+@pytest.mark.rtl("verilator")
 def test_cnv_runs_bit_exact_in_verilator_at_the_estimated_rate(cnv, tmp_path):
     compiled, x, _ = cnv
-    try:
-        run = simulate_compiled(compiled, x, "verilator", build_dir=tmp_path)
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    run = simulate_compiled(compiled, x, "verilator", build_dir=tmp_path)
     assert run.mismatches == 0
     np.testing.assert_array_equal(run.result.scores, torch_forward(compiled.torch_model, x))
     assert run.cycles_per_frame == compiled.estimate.cycles_per_frame == 32_768

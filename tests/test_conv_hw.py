@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 
 from bnn2hw import golden
-from bnn2hw.codegen import build_network, constant_widths, layer_params, stage_bounds, stage_params
+from bnn2hw.codegen import build_network
+from bnn2hw.estimate import estimate_cycles
+from bnn2hw.plan import plan_network
 from bnn2hw.frontend import import_model
 from bnn2hw.hw import CollectParams, CollectUnit, ConvParams, MaxPoolParams
 from bnn2hw.golden.packing import pack_fields
-from bnn2hw.passes import apply_folding, estimate, fold_batchnorm
+from bnn2hw.passes import apply_folding, fold_batchnorm
+from bnn2hw.reference import torch_forward
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
-from bnn2hw.testing import build_random_conv_model, torch_forward
+from bnn2hw.testing import build_random_conv_model
 
 from test_hw_window import run_stream
 
@@ -44,7 +47,7 @@ def test_random_conv_models_use_every_stage_kind():
     kinds = set()
     for seed in range(30):
         _, _, graph = compiled_conv(seed, n=1)
-        for stage in stage_params(graph):
+        for stage in plan_network(graph).stages:
             kinds.add(type(stage).__name__)
             if isinstance(stage, ConvParams):
                 kinds.add("pixel conv" if stage.window.elem_bits > 1 else "binary conv")
@@ -59,7 +62,7 @@ def test_random_conv_models_use_every_stage_kind():
 @pytest.mark.parametrize("seed,lanes", [(0, 256), (2, 256), (10, 256), (13, 256), (9, 128), (12, 512), (21, 256)])
 def test_conv_free_running_cycles_equal_the_estimate(seed, lanes):
     _, x, graph = compiled_conv(seed, lanes, n=6)
-    est = estimate(graph, 100.0, constant_widths(layer_params(graph), graph), stage_bounds(graph))
+    est = estimate_cycles(plan_network(graph), 100.0)
     result = run_network(build_network(graph), golden.channel_last(graph, x), graph.input.bits)
     np.testing.assert_array_equal(result.scores, golden.run(graph, x).scores)
     assert measured_timing(result)[0] == est.cycles_per_frame

@@ -15,11 +15,11 @@ from scipy.stats import wasserstein_distance
 import bnn2hw
 from bnn2hw import diagnose
 from bnn2hw.cli import cli
-from bnn2hw.compiler import compile_model
+from bnn2hw.flow import compile_model
+from bnn2hw.data import load_training_data
 from bnn2hw.errors import Bnn2hwError, InputDataError
 from bnn2hw.ir import ThresholdDense
 from bnn2hw.nn import BinaryAct
-from bnn2hw.train.data import load_training_data
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

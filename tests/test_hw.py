@@ -8,12 +8,12 @@ import pytest
 from bnn2hw import golden
 from bnn2hw.codegen import build_network
 from bnn2hw.codegen.export import export_verilog
-from bnn2hw.errors import FoldingError, ToolNotFoundError
+from bnn2hw.errors import FoldingError
 from bnn2hw.frontend import import_model
 from bnn2hw.golden.packing import bits_to_int, int_to_bits, pack_bits, pack_fields, unpack_bits, unpack_fields
 from bnn2hw.hw import MVUParams
 from bnn2hw.passes import apply_folding, default_folding, fold_batchnorm
-from bnn2hw.passes.pack import weight_rom
+from bnn2hw.plan.rom import weight_rom
 from bnn2hw.sim.amaranth_sim import run_network
 from bnn2hw.testing import build_random_model, random_inputs, random_spec
 
@@ -66,8 +66,8 @@ def test_packing_round_trips():
 
 
 def test_component_parameters_are_checked():
-    good = dict(n_in=4, n_out=2, pe=1, simd=2, pixel_bits=0, weight_rows=(0,) * 4, threshold_rows=(0, 0),
-                threshold_width=4)
+    good = dict(n_in=4, n_out=2, pe=1, simd=2, pixel_bits=0, weight_rows=(0,) * 4, acc_width=4,
+                threshold_rows=(0, 0), threshold_width=4)
     with pytest.raises(ValueError, match="pe must be a positive integer, not 0"):
         MVUParams(**{**good, "pe": 0})
     with pytest.raises(ValueError, match="weight ROM must have 4 rows, not 3"):
@@ -93,14 +93,12 @@ def test_folding_overrides_are_validated():
         apply_folding(graph, {"fc1": {"pe": 1}})
 
 
+@pytest.mark.rtl("verilator")
 @pytest.mark.parametrize("seed,folding", [(3, None), (34, "wide")])
 def test_exported_verilog_is_lint_clean(tmp_path, seed, folding):
     """Default folding, and PE = layer width (one-row threshold ROMs) with SIMD = fan-in (one cycle)."""
     from bnn2hw.sim.tools import find_simulator
-    try:
-        env = find_simulator("verilator")
-    except ToolNotFoundError as e:
-        pytest.skip(str(e))
+    env = find_simulator("verilator")
     spec = random_spec(seed)
     graph = fold_batchnorm(import_model(build_random_model(spec), (spec.widths[0],)))
     overrides = {n.name: {"pe": n.out_features, "simd": n.in_features} for n in graph.compute_nodes} if folding else None

@@ -8,7 +8,6 @@ from torch import nn
 from torch.nn import functional as F
 
 import bnn2hw
-from bnn2hw.errors import UnsupportedModelError
 from bnn2hw.io import BinaryNet
 from bnn2hw.nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, hard_sign
 from bnn2hw.train import BinarizationConfig, Binarizer, TrainConfig, load_training_data, train

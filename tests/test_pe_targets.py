@@ -1,4 +1,4 @@
-"""Every hardware target (hw/target.py) is bit-exact with the golden model and keeps II = K.
+"""Every hardware target (bnn2hw/plan/target.py) is bit-exact with the golden model and keeps II = K.
 
 The targets change the popcount tree (LUT6 compressors, LUT4 full adders, carry-chain adders), add
 pipeline stages and pick ROM styles; none may change a result. Random models (dense and
@@ -17,11 +17,12 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from bnn2hw import golden
-from bnn2hw.codegen import build_network, layer_params, stage_params
+from bnn2hw.codegen import build_network
 from bnn2hw.frontend import import_model
-from bnn2hw.hw import ECP5, GENERIC, ICE40_UP5K, XILINX_7, HardwareTarget, Network
+from bnn2hw.hw import Network
 from bnn2hw.hw.pe_array import PEArray, cut_levels
 from bnn2hw.passes import apply_folding, fold_batchnorm
+from bnn2hw.plan import ECP5, GENERIC, ICE40_UP5K, XILINX_7, HardwareTarget, plan_network
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
 from bnn2hw.testing import build_random_conv_model, build_random_model, random_folding, random_inputs, random_spec
 
@@ -61,7 +62,7 @@ def test_dense_models_are_bit_exact_on_every_target(name, seed):
 def test_pipeline_adds_latency_not_interval(name):
     spec, graph = dense_graph(DENSE_SEEDS[0])
     target = TARGETS[name]
-    params = layer_params(graph, target)
+    params = [layer.mvu for layer in plan_network(graph, target).layers]
     assert all(p.pipeline == target.pipeline for p in params)
     x = random_inputs(spec, n=5, seed=7)
     result = run_network(Network(params), x, spec.input_bits)
@@ -77,7 +78,7 @@ def test_conv_models_are_bit_exact_on_every_target(name, seed):
     graph = apply_folding(fold_batchnorm(import_model(model, shape)), lane_budget=128)
     x = np.random.default_rng(seed).integers(0, 1 << bits, size=(4,) + shape)
     expected = golden.run(graph, x)
-    net = Network(stage_params(graph, target=TARGETS[name]))
+    net = Network(list(plan_network(graph, TARGETS[name]).stages))
     result = run_network(net, golden.channel_last(graph, x), bits, input_gaps=True, backpressure=True, seed=seed)
     assert np.array_equal(result.scores, expected.scores), name
 
@@ -183,9 +184,9 @@ def test_cut_levels_place_every_stage(stages, levels):
 def test_targets_set_rom_styles_by_size():
     spec, graph = dense_graph(DENSE_SEEDS[1])
     for target in (XILINX_7, ICE40_UP5K, ECP5):
-        for p in layer_params(graph, target):
+        for p in (layer.mvu for layer in plan_network(graph, target).layers):
             assert p.rom_style == ("block" if p.weight_rom_bits >= target.bram_min_bits else target.small_rom_style)
-    assert all(p.rom_style == "" and p.pipeline == 0 for p in layer_params(graph))
+    assert all(l.mvu.rom_style == "" and l.mvu.pipeline == 0 for l in plan_network(graph).layers)
     with pytest.raises(ValueError):
         HardwareTarget(lut_inputs=3)
     with pytest.raises(ValueError):

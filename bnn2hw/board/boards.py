@@ -15,7 +15,7 @@ class Board:
     name: str
     description: str
     family: str                 # "ice40" or "ecp5": selects synthesis, place and route, packer
-    device: str                 # the FPGA part, as in the resource tables of passes/resources.py
+    device: str                 # the FPGA part, as in the device table of bnn2hw/estimate/families.py
     clock_mhz: float            # the board oscillator that feeds the design (or its PLL)
     n_leds: int                 # user LEDs that show the last class, in binary
     bitstream: str              # file name suffix amaranth-boards' flow writes: "bin" or "bit"

@@ -24,9 +24,10 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 from ..errors import Bnn2hwError, ToolError
+from ..estimate.families import device_capacity
 from ..synth.nextpnr import PnrResult, parse_nextpnr_log
 from ..synth.tools import tool_environment
-from ..synth.yosys import Resources, _stat_text_modules, parse_stat, tool_error_lines
+from ..synth.yosys import Resources, parse_stat, stat_module_names, tool_error_lines
 from .boards import Board
 from .pll import PLLClockDomain, PLLSettings, pll_settings
 
@@ -99,7 +100,6 @@ BRIDGE_OVERHEAD = {"ice40": {"luts": 720, "ffs": 665}, "ecp5": {"luts": 1063, "f
 
 def capacity_for_network(board: Board, graph) -> dict:
     """The board's capacity less what the board top around the network needs (for the fit check)."""
-    from ..passes.resources import device_capacity
     cap = dict(device_capacity(board.device))
     beat_bits = graph.input.bits * (graph.input.shape[0] if len(graph.input.shape) == 3 else   # (C, H, W)
                                     int(np.prod(graph.input.shape)))
@@ -206,7 +206,7 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     bitstream = directory / f"{NAME}.{board.bitstream}"
     stat = (directory / f"{NAME}.stat").read_text()
     synthesis = parse_stat(stat, board.family)
-    modules = {name: parse_stat(stat, board.family, name) for name in _stat_text_modules(stat) if name != "__design__"}
+    modules = {name: parse_stat(stat, board.family, name) for name in stat_module_names(stat)}
     pnr = parse_nextpnr_log((directory / f"{NAME}.tim").read_text(errors="replace"))
     return BoardBuild(board=board, directory=directory, bitstream=bitstream, clock_mhz=clock, pll=pll, baud=baud,
                       synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds)

@@ -1,4 +1,4 @@
-"""IR → Amaranth components, and Verilog export."""
-from .elaborate import build_network, constant_widths, layer_params, stage_bounds, stage_params
+"""Hardware plan → Amaranth components, and Verilog export."""
+from .elaborate import build_network
 
-__all__ = ["build_network", "constant_widths", "layer_params", "stage_bounds", "stage_params"]
+__all__ = ["build_network"]

@@ -1,4 +1,5 @@
-"""Verilog export of a network, with a JSON description of its ports and payload bit layout."""
+"""Verilog export of a network, with a JSON description of its ports and payload bit layout, and of a
+board top (the network behind its UART)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..hw import Network
+from ..hw.board_top import BOARD_TOP_NAME, BoardTop
 
-__all__ = ["TOP_NAME", "export_verilog", "interface_description", "port_name"]
+__all__ = ["TOP_NAME", "export_verilog", "export_board_verilog", "interface_description", "port_name"]
 
 TOP_NAME = "bnn2hw_top"
 
@@ -59,4 +61,13 @@ def export_verilog(network: Network, directory: str | Path, pixel_bits: int) -> 
     path = directory / f"{TOP_NAME}.v"
     path.write_text(_LINT_HEADER + text + _LINT_FOOTER)
     (directory / f"{TOP_NAME}.json").write_text(json.dumps(interface_description(network, pixel_bits), indent=2) + "\n")
+    return path
+
+
+def export_board_verilog(top: BoardTop, directory: str | Path) -> Path:
+    """Write ``directory/bnn2hw_board_top.v`` (lint header as for bnn2hw_top.v); return its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{BOARD_TOP_NAME}.v"
+    path.write_text(_LINT_HEADER + verilog.convert(top, name=BOARD_TOP_NAME, emit_src=False) + _LINT_FOOTER)
     return path

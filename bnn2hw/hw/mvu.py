@@ -28,38 +28,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..ir.arith import folds
 from .pe_array import PEArray, resize, tree_sum
 
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_tree", "ROM_STYLES",
-           "popcount_threshold"]
+           "extra_cycles"]
 
 #: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
 #: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
 ROM_STYLES = ("", "block", "distributed", "logic")
 
 
-def popcount_threshold(t, n_in: int):
-    """The popcount threshold of a ±1-input threshold T over ``n_in`` lanes: 2p − N ≥ T ⇔
-    p ≥ ⌈(T + N)/2⌉ (ints or numpy integer arrays)."""
-    return -((-(t + n_in)) // 2)
+def extra_cycles(input_buffers: int, pipeline: int) -> int:
+    """Cycles a unit's latency adds to its K compute cycles: the input buffer load (if any), the ROM
+    read, ``pipeline`` PE-array stages and the output register."""
+    return (2 if input_buffers else 1) + pipeline
 
 
 @dataclass(frozen=True)
 class MVUParams:
-    """Plain parameters of one unit (codegen builds these from the IR; see passes/pack.py for ROM rows)."""
+    """Plain parameters of one unit, every width and ROM image already decided: bnn2hw.plan derives
+    them from a folded layer (its ROM layout: bnn2hw/plan/rom.py). Nothing here is re-derived."""
     n_in: int
     n_out: int
     pe: int
     simd: int
     pixel_bits: int                      # 0: binary input; 1..8: unsigned pixels of that width
     weight_rows: tuple[int, ...]
-    threshold_rows: tuple[int, ...] = ()
-    threshold_width: int = 0             # signed width of thresholds (TW)
+    acc_width: int = 0                   # PE accumulator bits (signed, or unsigned for a binary scores head)
+    threshold_rows: tuple[int, ...] = ()  # −T per channel, the accumulator's start value (a popcount
+                                         # threshold with 1-bit pixels): PE fields of threshold_width bits
+    threshold_width: int = 0             # signed width of the −T fields
     scores: bool = False                 # last layer: scores + argmax instead of output bits
     score_width: int = 0
     scale_rows: tuple[int, ...] = ()     # affine head only
@@ -67,7 +71,7 @@ class MVUParams:
     scale_width: int = 0
     offset_width: int = 0
     class_index: bool = True             # scores head: also drive o.payload.cls (0 when False)
-    # ---- target shaping (hw/target.py); the defaults keep the generic behaviour ----
+    # ---- target shaping (bnn2hw/plan/target.py); the defaults keep the generic behaviour ----
     lut_inputs: int = 6                  # popcount tree for 6-input (Xilinx) or 4-input (iCE40, ECP5) LUTs
     compressor: bool = False             # popcount as a Wallace tree of LUT-sized compressors (Xilinx, ECP5)
     carry_adders: bool = False           # popcount as a carry-chain adder tree (iCE40)
@@ -83,7 +87,7 @@ class MVUParams:
     def __post_init__(self):
         """Parameters are checked here, before any hardware object exists."""
         p = self
-        for name in ("n_in", "n_out", "pe", "simd"):
+        for name in ("n_in", "n_out", "pe", "simd", "acc_width"):
             value = getattr(p, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
@@ -93,6 +97,8 @@ class MVUParams:
             raise ValueError(f"weight ROM must have {p.cycles} rows, not {len(p.weight_rows)}")
         if not p.scores and len(p.threshold_rows) != p.nf:
             raise ValueError(f"threshold ROM must have {p.nf} rows, not {len(p.threshold_rows)}")
+        if not p.scores and p.threshold_width < 1:
+            raise ValueError(f"threshold_width must be a positive integer, not {p.threshold_width!r}")
         if not isinstance(p.onehot_select, bool):
             raise ValueError(f"onehot_select must be True or False, not {p.onehot_select!r}")
         if p.input_buffers not in (0, 1, 2):
@@ -107,11 +113,11 @@ class MVUParams:
 
     @property
     def nf(self) -> int:
-        return -(-self.n_out // self.pe)
+        return folds(self.n_out, self.pe)
 
     @property
     def sf(self) -> int:
-        return -(-self.n_in // self.simd)
+        return folds(self.n_in, self.simd)
 
     @property
     def cycles(self) -> int:
@@ -122,11 +128,20 @@ class MVUParams:
         return self.pixel_bits or 1
 
     @property
-    def acc_range(self) -> tuple[int, int]:
-        if self.pixel_bits:
-            d = (1 << self.pixel_bits) - 1
-            return -self.n_in * d, self.n_in * d
-        return 0, self.n_in
+    def xnor_lanes(self) -> bool:
+        """Binary input, or 1-bit pixels: then Σ ±(2x − 1) over the lanes is 2·popcount(XNOR(w, x)) − N,
+        so the XNOR-popcount datapath serves, with thresholds and scores mapped onto popcounts."""
+        return self.pixel_bits <= 1
+
+    @property
+    def pe_pixel_bits(self) -> int:
+        """Pixel bits of the PE array's lanes: 0 on the XNOR-popcount datapath."""
+        return 0 if self.xnor_lanes else self.pixel_bits
+
+    @property
+    def acc_signed(self) -> bool:
+        """Threshold layers start at −T, and pixel sums are signed; only a binary scores head's popcount is not."""
+        return bool(self.pe_pixel_bits) or not self.scores
 
     @property
     def has_affine(self) -> bool:
@@ -150,9 +165,8 @@ class MVUParams:
 
     @property
     def pipeline_cycles(self) -> int:
-        """Cycles beyond the K compute cycles: the input buffer load (if any), ROM read, ``pipeline``
-        stages and the output register."""
-        return (2 if self.input_buffers else 1) + self.pipeline
+        """Cycles beyond the K compute cycles (:func:`extra_cycles`)."""
+        return extra_cycles(self.input_buffers, self.pipeline)
 
     @property
     def latency_cycles(self) -> int:
@@ -165,12 +179,7 @@ class MVUParams:
 
     @property
     def const_rom_bits(self) -> int:
-        return self.nf * self.pe * (self.threshold_width + 1 + self.scale_width + self.offset_width)
-
-
-def _signed_bits(lo: int, hi: int) -> int:
-    """Bits of the smallest two's complement type holding lo..hi."""
-    return 1 + max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length() if hi > 0 else 0)
+        return self.nf * self.pe * (self.threshold_width + self.scale_width + self.offset_width)
 
 
 def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.StructLayout:
@@ -204,11 +213,19 @@ def argmax_tree(m: Module, values: list) -> Signal:
     return out
 
 
+class _Datapath:
+    """The signals the stages of one unit share while it is elaborated (a plain namespace)."""
+
+
 class MatrixVectorUnit(wiring.Component):
     """See the module docstring for latency, throughput and resources.
 
     Members: ``i`` (stream of input vectors: ``n_in`` bits, or ``n_in`` pixels of ``pixel_bits``, element
     0 at the LSB) and ``o`` (stream of output vectors: ``n_out`` bits, or :func:`scores_layout`).
+
+    ``elaborate`` builds the unit stage by stage, in stream order: input buffers, the issue stage
+    (counters, word select, weight ROM), the PE array's pipeline with its control and the per-channel
+    constant ROMs, the accumulators, and the collect/output stage.
     """
 
     def __init__(self, params: MVUParams):
@@ -220,81 +237,69 @@ class MatrixVectorUnit(wiring.Component):
             "o": Out(stream.Signature(out_shape)),
         })
 
-    @property
-    def _xnor_lanes(self) -> bool:
-        """Binary input, or 1-bit pixels: then Σ ±(2x − 1) over the lanes is 2·popcount(XNOR(w, x)) − N,
-        so the XNOR-popcount datapath serves, with thresholds and scores mapped onto popcounts."""
-        return self._p.pixel_bits <= 1
-
-    def _negated_thresholds(self) -> tuple[list[int], int, int, int]:
-        """The threshold ROM as −T rows (wide enough for −T) and the range of −T. With 1-bit pixels
-        the unit accumulates popcounts p, and 2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉ is the threshold used."""
-        p = self._p
-        tw = p.threshold_width
-        values = []
-        for row in p.threshold_rows:
-            fields = [(row >> (j * tw)) & ((1 << tw) - 1) for j in range(p.pe)]
-            ts = [f - (1 << tw) if f >> (tw - 1) else f for f in fields]
-            if p.pixel_bits == 1:
-                ts = [popcount_threshold(t, p.n_in) for t in ts]
-            values.append([-t for t in ts])
-        flat = [v for r in values for v in r]
-        ntw = _signed_bits(min(flat), max(flat))
-        rows = [sum((v & ((1 << ntw) - 1)) << (j * ntw) for j, v in enumerate(r)) for r in values]
-        return rows, ntw, min(flat), max(flat)
-
     def elaborate(self, platform):
-        p = self._p
-        m = Module()
-        lane_w = p.lane_bits
-        word_w = p.simd * lane_w
-        buf_w = p.sf * word_w
-        lo, hi = (0, p.n_in) if self._xnor_lanes else p.acc_range
-        pe_pixel_bits = 0 if self._xnor_lanes else p.pixel_bits
-        if p.scores:
-            acc_shape = (signed(max(lo.bit_length(), hi.bit_length()) + 2) if pe_pixel_bits
-                         else unsigned(hi.bit_length()))
-        else:
-            # the accumulator starts at −T: the output bit is acc ≥ 0, its sign
-            neg_rows, ntw, neg_lo, neg_hi = self._negated_thresholds()
-            acc_shape = signed(_signed_bits(min(lo, 0) + min(neg_lo, 0), max(hi, 0) + max(neg_hi, 0)))
-        attrs = lambda style: {"rom_style": style} if style else None
+        m, d = Module(), _Datapath()
+        self._input_buffers(m, d)
+        self._issue(m, d)
+        self._first_stage(m, d)
+        self._pipeline_control(m, d)
+        self._constant_roms(m, d)
+        self._accumulate(m, d)
+        self._collect_and_output(m, d)
+        return m
 
-        # ---- input buffers: with two, one loads while the other is read by the issue stage; with one,
-        # the next vector loads in the cycle the last word of the current one is issued (its producer
-        # holds it until then, so its output register is the second buffer); with none, the words are
-        # read from the input beat, which a stream producer holds until it is taken, and the beat is
-        # taken in the cycle its last word is issued ----
-        nbuf = p.input_buffers
-        bufs = [Signal(buf_w, name=f"in_buf{k}") for k in range(nbuf)]
-        full = [Signal(name=f"in_full{k}") for k in range(nbuf)]
+    @staticmethod
+    def _rom_attrs(style: str):
+        return {"rom_style": style} if style else None
+
+    @staticmethod
+    def _rom_rows(rows) -> list[int]:
+        """ROMs get at least two rows: a one-row memory has a zero-width address, which exports as an
+        illegal `wire [-1:0]` range. The extra row is never addressed."""
+        return list(rows) + [0] * (2 - len(rows)) if len(rows) < 2 else list(rows)
+
+    def _input_buffers(self, m: Module, d: _Datapath) -> None:
+        """With two buffers one loads while the other is read by the issue stage; with one, the next
+        vector loads in the cycle the last word of the current one is issued (its producer holds it
+        until then, so its output register is the second buffer); with none, the words are read from
+        the input beat, which a stream producer holds until it is taken, and the beat is taken in the
+        cycle its last word is issued."""
+        p = self._p
+        d.word_w = p.simd * p.lane_bits
+        d.buf_w = p.sf * d.word_w
+        d.nbuf = nbuf = p.input_buffers
+        d.bufs = [Signal(d.buf_w, name=f"in_buf{k}") for k in range(nbuf)]
+        d.full = [Signal(name=f"in_full{k}") for k in range(nbuf)]
+        # (names as Amaranth infers them from a tuple assignment: the netlist stays as it was measured)
         wr_sel, rd_sel = Signal(), Signal()
-        refill = Signal()           # one or no buffer: the current vector's last word is issued this cycle
+        d.wr_sel, d.rd_sel = wr_sel, rd_sel
+        d.refill = Signal(name="refill")         # one or no buffer: the current vector's last word is issued this cycle
         if nbuf == 2:
-            m.d.comb += self.i.ready.eq(~Mux(wr_sel, full[1], full[0]))
+            m.d.comb += self.i.ready.eq(~Mux(d.wr_sel, d.full[1], d.full[0]))
         elif nbuf == 1:
-            m.d.comb += self.i.ready.eq(~full[0] | refill)
-        # (no buffer: i.ready is set below, next to the stall condition)
+            m.d.comb += self.i.ready.eq(~d.full[0] | d.refill)
+        # (no buffer: i.ready is set in _collect_and_output, next to the stall condition)
         with m.If(self.i.valid & self.i.ready):
             for k in range(nbuf):
-                with m.If(wr_sel == k):
-                    m.d.sync += [bufs[k].eq(self.i.payload), full[k].eq(1)]
+                with m.If(d.wr_sel == k):
+                    m.d.sync += [d.bufs[k].eq(self.i.payload), d.full[k].eq(1)]
             if nbuf == 2:
-                m.d.sync += wr_sel.eq(~wr_sel)
+                m.d.sync += d.wr_sel.eq(~d.wr_sel)
+        # global stall: only when a finished frame meets a full output register
+        d.advance = Signal(name="advance")
+        d.o_full = Signal(name="o_full")
 
-        # ---- global stall: only when a finished frame meets a full output register ----
-        advance = Signal()
-        o_full = Signal()
-
-        # ---- issue stage: counters address the ROMs and pick the SIMD word ----
+    def _issue(self, m: Module, d: _Datapath) -> None:
+        """Counters address the ROMs and pick the SIMD word; the weight ROM is read here."""
+        p, nbuf, full = self._p, d.nbuf, d.full
         # Counters are at least 1 bit wide even when they only ever hold 0 (no zero-width wires).
-        sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
-        nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
+        d.sf_ctr = sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
+        d.nf_ctr = nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
         addr = Signal(range(max(2, p.cycles)), name="addr")
-        frame_ready = Mux(rd_sel, full[1], full[0]) if nbuf == 2 else full[0] if nbuf == 1 else self.i.valid
-        issue = Signal()
-        m.d.comb += issue.eq(advance & frame_ready)
-        last_sf = sf_ctr == p.sf - 1
+        frame_ready = Mux(d.rd_sel, full[1], full[0]) if nbuf == 2 else full[0] if nbuf == 1 else self.i.valid
+        d.issue = issue = Signal(name="issue")
+        m.d.comb += issue.eq(d.advance & frame_ready)
+        d.last_sf = last_sf = sf_ctr == p.sf - 1
         # "addr is the frame's last word" as a flag, not a comparator: without an input buffer it
         # is the unit's i.ready (below), which its producer's stall logic waits on.
         if p.cycles == 1:
@@ -303,8 +308,9 @@ class MatrixVectorUnit(wiring.Component):
             last_beat = Signal(name="last_beat")
             with m.If(issue):
                 m.d.sync += last_beat.eq(~last_beat & (addr == p.cycles - 2))
+        d.last_beat = last_beat
         # One-hot copy of sf_ctr: bit k is 1 while word k is issued (see _select_word).
-        word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
+        d.word_hot = word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
         with m.If(issue):
             if word_hot is not None:
                 m.d.sync += word_hot.eq(word_hot.rotate_left(1))
@@ -315,117 +321,128 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(last_beat):
                 if nbuf == 2:
                     for k in range(2):
-                        with m.If(rd_sel == k):
+                        with m.If(d.rd_sel == k):
                             m.d.sync += full[k].eq(0)
-                    m.d.sync += rd_sel.eq(~rd_sel)
+                    m.d.sync += d.rd_sel.eq(~d.rd_sel)
                 else:
-                    m.d.comb += refill.eq(1)
+                    m.d.comb += d.refill.eq(1)
                     if nbuf == 1:
                         with m.If(~(self.i.valid & self.i.ready)):     # else refilled in this same cycle
                             m.d.sync += full[0].eq(0)
-
-        # ROMs get at least two rows: a one-row memory has a zero-width address, which exports as an
-        # illegal `wire [-1:0]` range. The extra row is never addressed.
-        rom_rows = lambda rows: list(rows) + [0] * (2 - len(rows)) if len(rows) < 2 else list(rows)
         m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd), depth=max(2, p.cycles),
-                                             init=rom_rows(p.weight_rows), attrs=attrs(p.rom_style))
-        w_rd = wrom.read_port(domain="sync")
-        m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(advance)]
+                                             init=self._rom_rows(p.weight_rows), attrs=self._rom_attrs(p.rom_style))
+        d.w_rd = w_rd = wrom.read_port(domain="sync")
+        m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(d.advance)]
 
-        # ---- stage 1: ROM data is here; registered copies of the issue-stage control ----
-        # Registers that only matter beside a valid flag are reset-less: a reset then never meets
-        # their enable logic (an iCE40 flip-flop's reset acts only while it is enabled).
+    def _first_stage(self, m: Module, d: _Datapath) -> None:
+        """Stage 1: ROM data is here; registered copies of the issue-stage control and the SIMD word.
+        Registers that only matter beside a valid flag are reset-less: a reset then never meets
+        their enable logic (an iCE40 flip-flop's reset acts only while it is enabled)."""
+        p = self._p
         s1_valid, s1_done = Signal(), Signal()
         s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
+        d.s1_valid, d.s1_done, d.s1_first, d.s1_last = s1_valid, s1_done, s1_first, s1_last
         # The PE array's last_word is s1_sf == SF − 1, which equals s1_last. With s1_last itself (and the
         # class chain of the time) Yosys 0.70's abc9 failed an internal assertion on the ULX3S build;
         # tests/test_board_build.py now runs that synthesis in the default tier. Both forms are correct:
         # this one is the netlist the recorded measurements (docs/benchmarks.md) were made on.
-        s1_sf = Signal(range(max(2, p.sf)), reset_less=True)
-        s1_x = Signal(word_w, reset_less=True)
-        if nbuf == 0:
-            cur_buf = Signal(buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
+        d.s1_sf = Signal(range(max(2, p.sf)), name="s1_sf", reset_less=True)
+        d.s1_x = Signal(d.word_w, name="s1_x", reset_less=True)
+        if d.nbuf == 0:
+            cur_buf = Signal(d.buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
             m.d.comb += cur_buf.eq(self.i.payload)
         else:
-            cur_buf = Mux(rd_sel, bufs[1], bufs[0]) if nbuf == 2 else bufs[0]
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_first.eq(sf_ctr == 0), s1_last.eq(last_sf), s1_done.eq(issue & last_beat),
-                         s1_sf.eq(sf_ctr), s1_x.eq(self._select_word(m, cur_buf, sf_ctr, word_hot, word_w))]
+            cur_buf = Mux(d.rd_sel, d.bufs[1], d.bufs[0]) if d.nbuf == 2 else d.bufs[0]
+        with m.If(d.advance):
+            m.d.sync += [d.s1_valid.eq(d.issue), d.s1_first.eq(d.sf_ctr == 0), d.s1_last.eq(d.last_sf),
+                         d.s1_done.eq(d.issue & d.last_beat), d.s1_sf.eq(d.sf_ctr),
+                         d.s1_x.eq(self._select_word(m, cur_buf, d.sf_ctr, d.word_hot, d.word_w))]
 
-        # ---- stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it ----
-        ctl = [(s1_valid, s1_first, s1_last, s1_done)]
-        for k in range(1, p.pipeline + 1):
+    def _pipeline_control(self, m: Module, d: _Datapath) -> None:
+        """Stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it."""
+        ctl = [(d.s1_valid, d.s1_first, d.s1_last, d.s1_done)]
+        for k in range(1, self._p.pipeline + 1):
             regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first", reset_less=True),
                     Signal(name=f"p{k}_last", reset_less=True), Signal(name=f"p{k}_done"))
-            with m.If(advance):
+            with m.If(d.advance):
                 m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
             ctl.append(regs)
-        c_valid, c_first, c_last, c_done = ctl[-1]
+        d.c_valid, d.c_first, d.c_last, d.c_done = ctl[-1]
 
-        # Per-channel constant ROMs are read one stage before the last, so that their data meets the
-        # last stage: the neuron-fold index travels beside every stage but the last (none when P = 0).
-        const_addr = nf_ctr
+    def _constant_roms(self, m: Module, d: _Datapath) -> None:
+        """Per-channel constant ROMs (−T, or scale and offset) are read one stage before the last, so
+        that their data meets the last stage: the neuron-fold index travels beside every stage but
+        the last (none when P = 0)."""
+        p = self._p
+        const_addr = d.nf_ctr
         for k in range(p.pipeline):
             nf_k = Signal(range(max(2, p.nf)), name="s1_nf" if k == 0 else f"p{k}_nf", reset_less=True)
-            with m.If(advance):
+            with m.If(d.advance):
                 m.d.sync += nf_k.eq(const_addr)
             const_addr = nf_k
-        chan_ports = {}
-        for name, rows, width in (("thresholds", () if p.scores else neg_rows, 0 if p.scores else ntw * p.pe),
+        d.chan_ports = {}
+        for name, rows, width in (("thresholds", () if p.scores else p.threshold_rows, p.threshold_width * p.pe),
                                   ("scales", p.scale_rows, p.scale_width * p.pe),
                                   ("offsets", p.offset_rows, p.offset_width * p.pe)):
             if rows:
-                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf), init=rom_rows(rows),
-                                                  attrs=attrs(p.const_rom_style))
+                m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf),
+                                                  init=self._rom_rows(rows), attrs=self._rom_attrs(p.const_rom_style))
                 port = rom.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(const_addr), port.en.eq(advance)]
-                chan_ports[name] = port
+                m.d.comb += [port.addr.eq(const_addr), port.en.eq(d.advance)]
+                d.chan_ports[name] = port
 
+    def _accumulate(self, m: Module, d: _Datapath) -> None:
+        """The PE array and its accumulators: each starts at −T (thresholds) or 0 (scores)."""
+        p = self._p
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
-        acc_w = Shape.cast(acc_shape).width
-        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
+        acc_w = p.acc_width
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
                                                 compressor=p.compressor, carry_adders=p.carry_adders,
                                                 stages=p.pipeline)
-        m.d.comb += [lanes.x.eq(s1_x), lanes.w.eq(w_rd.data), lanes.last_word.eq(s1_sf == p.sf - 1),
-                     lanes.en.eq(advance)]
+        m.d.comb += [lanes.x.eq(d.s1_x), lanes.w.eq(d.w_rd.data), lanes.last_word.eq(d.s1_sf == p.sf - 1),
+                     lanes.en.eq(d.advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc", reset_less=True)
-        acc_next_all = Signal(p.pe * acc_w, name="acc_next")
-        is_signed = pe_pixel_bits or not p.scores
+        d.acc_next_all = acc_next_all = Signal(p.pe * acc_w, name="acc_next")
+        is_signed = p.acc_signed
         lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
                              else v[j * acc_w:(j + 1) * acc_w])
-        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if pe_pixel_bits
+        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if p.pe_pixel_bits
                              else lanes.partial[j * acc_w:(j + 1) * acc_w])
         if p.scores:
             start = lambda j: 0
         else:
-            t_data = chan_ports["thresholds"].data
+            t_data, ntw = d.chan_ports["thresholds"].data, p.threshold_width
             start = lambda j: t_data[j * ntw:(j + 1) * ntw].as_signed()
-        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(c_first, start(j), lane(acc_all, j)) + partial(j),
-                                                 acc_w, signed_value=bool(is_signed)) for j in range(p.pe))))
-        with m.If(advance & c_valid):
+        m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(d.c_first, start(j), lane(acc_all, j)) + partial(j),
+                                                 acc_w, signed_value=is_signed) for j in range(p.pe))))
+        with m.If(d.advance & d.c_valid):
             m.d.sync += acc_all.eq(acc_next_all)
-        acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
+        d.acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
 
-        # ---- per-neuron-fold results, collected until the frame is complete ----
-        frame_done = c_done            # = c_valid & c_last & (the last neuron fold), registered
+    def _collect_and_output(self, m: Module, d: _Datapath) -> None:
+        """Per-neuron-fold results are collected until the frame is complete, then the output register
+        takes the frame; the stall condition and (without an input buffer) i.ready are set here."""
+        p = self._p
+        frame_done = d.c_done          # = c_valid & c_last & (the last neuron fold), registered
         held = Signal()                # a finished frame meets a full output register (both flip-flops)
-        m.d.comb += [held.eq(frame_done & o_full), advance.eq(~held | self.o.ready)]
-        if nbuf == 0 and p.cycles > p.pipeline + 1:
+        m.d.comb += [held.eq(frame_done & d.o_full), d.advance.eq(~held | self.o.ready)]
+        if d.nbuf == 0 and p.cycles > p.pipeline + 1:
             # = refill without o.ready: a frame's done flag reaches the last stage P + 1 advancing
             # cycles after its last word was issued, when at most P words of the next frame are issued
             # (addr ≤ P < K − 1), so `held` and `last_beat` are never 1 together and the unit always
             # advances when it takes a beat. No combinational path then runs from o.ready to i.ready:
             # a network's ready chain stops at every unit instead of crossing all of them in a cycle.
-            m.d.comb += self.i.ready.eq(self.i.valid & last_beat)
-        elif nbuf == 0:
-            m.d.comb += self.i.ready.eq(refill)
+            m.d.comb += self.i.ready.eq(self.i.valid & d.last_beat)
+        elif d.nbuf == 0:
+            m.d.comb += self.i.ready.eq(d.refill)
 
         if p.scores:
-            lane_vals = self._scores(m, acc_next, chan_ports)
+            lane_vals = self._scores(m, d.acc_next, d.chan_ports)
             field_w = p.score_width
         else:
-            lane_vals = [~acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
+            acc_w = p.acc_width
+            lane_vals = [~d.acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
             field_w = 1
         group_w = p.pe * field_w
         # Groups 0 .. NF−2 wait here; the last group goes straight to the output register. Groups
@@ -434,18 +451,17 @@ class MatrixVectorUnit(wiring.Component):
         # `advance`. The last group shifts in as well; the output register has taken the frame then.
         result = Signal(max(1, (p.nf - 1) * group_w), name="result", reset_less=True)
         if p.nf > 1:
-            with m.If(advance & c_valid & c_last):
+            with m.If(d.advance & d.c_valid & d.c_last):
                 m.d.sync += result.eq(Cat(result[group_w:], *lane_vals))
 
-        # ---- output register ----
         res_w = p.nf * group_w
         obuf = Signal(res_w, name="out_buf", reset_less=True)
-        m.d.comb += self.o.valid.eq(o_full)
+        m.d.comb += self.o.valid.eq(d.o_full)
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += o_full.eq(0)
-        with m.If(advance & frame_done):
+            m.d.sync += d.o_full.eq(0)
+        with m.If(d.advance & frame_done):
             done = Cat(result[:(p.nf - 1) * group_w], *lane_vals) if p.nf > 1 else Cat(*lane_vals)
-            m.d.sync += [obuf.eq(done), o_full.eq(1)]
+            m.d.sync += [obuf.eq(done), d.o_full.eq(1)]
         if p.scores:
             scores = [obuf[c * field_w:(c + 1) * field_w].as_signed() for c in range(p.n_out)]
             m.d.comb += [self.o.payload.scores[c].eq(scores[c]) for c in range(p.n_out)]
@@ -453,7 +469,6 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.comb += self.o.payload.cls.eq(argmax_tree(m, scores))
         else:
             m.d.comb += self.o.payload.eq(obuf[:p.n_out])
-        return m
 
     def _select_word(self, m: Module, buf, index, hot, width: int):
         """buf[index*width +: width]: a multiplexer on ``index`` (lint-clean, unlike a variable shift),
@@ -478,7 +493,7 @@ class MatrixVectorUnit(wiring.Component):
         p = self._p
         out = []
         for j in range(p.pe):
-            raw = 2 * acc_next[j] - p.n_in if self._xnor_lanes else acc_next[j]
+            raw = 2 * acc_next[j] - p.n_in if p.xnor_lanes else acc_next[j]
             if p.has_affine:
                 scale = ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
                 offset = ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()

@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PEArray", "tree_sum", "popcount", "resize", "POPCOUNT_CHUNK", "lut_table", "compressor_popcount",
-           "cut_levels"]
+           "cut_levels", "compressor_levels", "tree_levels", "tree_depth"]
 
 
 class _Stager:
@@ -140,7 +140,7 @@ def _xnor_count(bits) -> int:
     return sum(1 - (bits[2 * t] ^ bits[2 * t + 1]) for t in range(len(bits) // 2))
 
 
-def _compressor_levels(lanes: int, lut_inputs: int) -> int:
+def compressor_levels(lanes: int, lut_inputs: int) -> int:
     """Tree levels of :func:`compressor_popcount` before its final adder (first level included)."""
     per = 3 if lut_inputs >= 6 else 2
     heights = [0, 0]
@@ -245,6 +245,17 @@ def _stage_heap(stager, level: int, heap: list[list], name: str) -> list[list]:
     return out
 
 
+def tree_levels(simd: int, pixel_bits: int, lut_inputs: int, compressor: bool, carry_adders: bool) -> int:
+    """Levels of a PE's tree before its output (where :func:`cut_levels` may put pipeline registers):
+    an adder tree for pixel lanes and carry-adder popcounts, the Wallace tree of
+    :func:`compressor_popcount`, or lookup pieces and an adder tree (the generic shape)."""
+    if pixel_bits or carry_adders:
+        return tree_depth(simd)
+    if compressor:
+        return compressor_levels(simd, lut_inputs)
+    return 1 + tree_depth(-(-simd // lut_inputs))
+
+
 def cut_levels(stages: int, levels: int) -> tuple[set[int], int]:
     """Where a PE array with ``stages`` pipeline stages puts its registers, for trees of ``levels``
     levels: (tree levels cut, registers left at the output). One stage is the output register; the
@@ -294,11 +305,7 @@ class PEArray(wiring.Component):
     @property
     def levels(self) -> int:
         """Tree levels before the output (where internal pipeline cuts may go)."""
-        if self._pixel_bits or self._carry_adders:
-            return tree_depth(self._simd)
-        if self._compressor:
-            return _compressor_levels(self._simd, self._lut_inputs)
-        return 1 + tree_depth(-(-self._simd // self._lut_inputs))
+        return tree_levels(self._simd, self._pixel_bits, self._lut_inputs, self._compressor, self._carry_adders)
 
     def elaborate(self, platform):
         m = Module()

@@ -11,30 +11,19 @@ import json
 from pathlib import Path
 
 from ..errors import FoldingError
-from ..ir import PIXELS, Folding, Graph, validate
-from .pack import folds
+from ..ir import Folding, Graph, validate
+from ..ir.arith import lane_cost, layer_cycles
 
-__all__ = ["positions", "default_folding", "apply_folding", "load_folding_file", "DEFAULT_LANE_BUDGET"]
+__all__ = ["default_folding", "apply_folding", "load_folding_file", "DEFAULT_LANE_BUDGET"]
 
 #: Budget of binary XNOR lanes (PE × SIMD, a pixel lane counting as its bit width).
 DEFAULT_LANE_BUDGET = 256
 
 
-def _lane_cost(node, f: Folding) -> int:
-    return f.pe * f.simd * (node.in_bits if node.input_kind == PIXELS else 1)
-
-
-def positions(node) -> int:
-    """Input vectors per frame: out_h·out_w windows for a convolution, 1 for a dense layer."""
-    window = getattr(node, "window", None)
-    return 1 if window is None else window.out_hw[0] * window.out_hw[1]
-
-
 def default_folding(graph: Graph, lane_budget: int = DEFAULT_LANE_BUDGET) -> dict[str, Folding]:
     nodes = graph.compute_nodes
     fold = {n.name: Folding(1, 1) for n in nodes}
-    cycles = lambda n: (positions(n) * folds(n.out_features, fold[n.name].pe)
-                        * folds(n.in_features, fold[n.name].simd))
+    cycles = lambda n: layer_cycles(n, fold[n.name].pe, fold[n.name].simd)
     while True:
         slowest = max(nodes, key=cycles)
         f = fold[slowest.name]
@@ -44,7 +33,8 @@ def default_folding(graph: Graph, lane_budget: int = DEFAULT_LANE_BUDGET) -> dic
             grown = Folding(min(2 * f.pe, slowest.out_features), f.simd)
         else:
             break
-        total = sum(_lane_cost(n, grown if n is slowest else fold[n.name]) for n in nodes)
+        trial = {**fold, slowest.name: grown}
+        total = sum(lane_cost(n, trial[n.name].pe, trial[n.name].simd) for n in nodes)
         if total > lane_budget:
             break
         fold[slowest.name] = grown

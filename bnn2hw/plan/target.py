@@ -20,8 +20,9 @@ sets, per matrix-vector unit:
   get ``rom_style = "block"`` (block RAM), smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
   ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx).
 
-``codegen.elaborate.layer_params(graph, target=...)`` applies it; ``None`` (the default) is
-:data:`GENERIC`, the behaviour bnn2hw always had.
+The hardware plan (bnn2hw.plan.plan_network(graph, target)) applies it; ``None`` (the default) is
+:data:`GENERIC`, the behaviour bnn2hw always had. Which target each FPGA family builds with is the
+family registry's (bnn2hw.estimate.families).
 """
 
 from __future__ import annotations
@@ -61,12 +62,6 @@ class HardwareTarget:
         deep = self.logic_rom_max_rows is not None and rows > self.logic_rom_max_rows
         return "block" if bits >= self.bram_min_bits or deep else self.small_rom_style
 
-    def mvu_options(self, weight_bits: int, const_bits: int, weight_rows: int = 0, const_rows: int = 0) -> dict:
-        """The ``MVUParams`` fields this target sets, for a unit with ROMs of these sizes."""
-        return dict(lut_inputs=self.lut_inputs, compressor=self.compressor, carry_adders=self.carry_adders,
-                    pipeline=self.pipeline, input_buffers=self.input_buffers, onehot_select=self.onehot_select,
-                    rom_style=self.rom_style(weight_bits, weight_rows),
-                    const_rom_style=self.rom_style(const_bits, const_rows))
 
 
 #: What bnn2hw generated before targets existed; the default everywhere.
@@ -92,17 +87,16 @@ ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_mi
                       input_buffers=0, onehot_select=True)
 
 TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
-_FAMILY = {"xilinx": XILINX_7, "ice40": ICE40_UP5K, "ecp5": ECP5, "generic": GENERIC}
 
 
 def target_for(name: str | HardwareTarget | None) -> HardwareTarget:
-    """A target by name ("xilinx-7", "ice40-up5k", "ecp5", "generic") or family ("xilinx", "ice40",
-    "ecp5"); a HardwareTarget is returned as it is and None gives :data:`GENERIC`."""
+    """A target by name ("xilinx-7", "ice40-up5k", "ecp5", "generic"); a HardwareTarget is returned as
+    it is and None gives :data:`GENERIC`. (A family's target: ``bnn2hw.estimate.family(name).target``.)"""
     if name is None:
         return GENERIC
     if isinstance(name, HardwareTarget):
         return name
-    found = TARGETS.get(name) or _FAMILY.get(name)
+    found = TARGETS.get(name)
     if found is None:
-        raise ValueError(f"unknown hardware target {name!r}; choose one of {', '.join(sorted(TARGETS | _FAMILY))}")
+        raise ValueError(f"unknown hardware target {name!r}; choose one of {', '.join(sorted(TARGETS))}")
     return found

@@ -1,0 +1,251 @@
+"""The build's steps: named plain functions over one :class:`BuildState`, run in order by bnn2hw.flow.
+
+Compile steps (in memory): load the model, import and check its layers, fold BatchNorm into
+thresholds, choose the folding, fit it to the board, plan the hardware, estimate. Output steps (into a
+staging directory that is moved into place at the end): Verilog, the verification pair, folding.json,
+the board's simulation and bitstream, the reports, the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import golden
+from ..board.build import build_board, capacity_for_network
+from ..codegen.export import export_verilog
+from ..errors import FitError, SimulationError
+from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, fit_check,
+                        fold_for_budget, fold_for_fps, refold_to_fit)
+from ..frontend import import_model
+from ..hw import Network
+from ..io import load
+from ..ir import Graph
+from ..passes import apply_folding, fold_batchnorm, load_folding_file
+from ..plan import NetworkPlan, plan_network
+from ..report import board_section, folding_file_dict, report_dict, write_chart, write_markdown
+from ..sim.run import simulate_compiled
+from .config import BuildConfig, DefaultFolding, FoldingFile, MaxLuts, TargetFps
+from .output import commit_output, prepare_output, staging_directory
+
+__all__ = ["Compiled", "BuildState", "Progress", "COMPILE_STEPS", "OUTPUT_STEPS", "BOARD_STEPS", "MEASURE_FRAMES",
+           "VERIFICATION_FRAMES"]
+
+Progress = Callable[[str, float], None]
+#: Verification frames run through the Amaranth simulation of a board build to measure cycles and latency.
+MEASURE_FRAMES = 4
+#: Seeded random frames of the verification pair when no --inputs are given.
+VERIFICATION_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything a compile produces in memory: the folded graph, its hardware plan and its estimates."""
+    model_path: str
+    graph: Graph                     # folded, with PE/SIMD per layer
+    plan: NetworkPlan                # the hardware, as written
+    estimate: NetworkEstimate
+    torch_model: object              # the loaded BinaryNet, for reference runs
+    resources: ResourceEstimate      # of the plan's hardware, for ``family``
+    family: str
+    folding_note: dict | None = None  # how the folding was chosen (target, budget, re-fold), for folding.json
+
+    @property
+    def params(self) -> tuple:
+        """The compute layers' unit parameters (hw.MVUParams), in graph order."""
+        return tuple(layer.mvu for layer in self.plan.layers)
+
+    @property
+    def stages(self) -> tuple:
+        """The hardware stages' parameters in stream order."""
+        return self.plan.stages
+
+    @property
+    def pixel_bits(self) -> int:
+        return self.graph.input.bits
+
+    def network(self) -> Network:
+        return Network(list(self.plan.stages))
+
+
+@dataclass
+class BuildState:
+    """What the steps read and write, in the order they fill it."""
+    config: BuildConfig
+    progress: Progress = lambda step, seconds: None
+    on_step: Callable[[str], None] | None = None       # a board build's running step (a spinner)
+    torch_model: object = None
+    graph: Graph | None = None
+    calibration: np.ndarray | None = None
+    overrides: dict | None = None                      # PE/SIMD per layer asked for (file or automatic)
+    folding_note: dict | None = None
+    plan: NetworkPlan | None = None
+    estimate: NetworkEstimate | None = None
+    resources: ResourceEstimate | None = None
+    staging: Path | None = None
+    verification_inputs: np.ndarray | None = None
+    report: dict = field(default_factory=dict)
+    written: Path | None = None
+
+    @property
+    def compiled(self) -> Compiled:
+        return Compiled(model_path=str(self.config.model), graph=self.graph, plan=self.plan, estimate=self.estimate,
+                        torch_model=self.torch_model, resources=self.resources, family=self.config.estimate_family,
+                        folding_note=self.folding_note)
+
+    def note(self, **entries) -> None:
+        self.folding_note = {**(self.folding_note or {}), **entries}
+
+
+# ---- compile ----
+
+def load_model(state: BuildState) -> None:
+    state.torch_model = load(state.config.model)
+
+
+def import_layers(state: BuildState) -> None:
+    model = state.torch_model
+    state.graph = import_model(model, model.input_shape)
+    if state.config.calibration is not None:
+        state.calibration = golden.check_inputs(state.graph, state.config.calibration)
+
+
+def fold_thresholds(state: BuildState) -> None:
+    state.graph = fold_batchnorm(state.graph, state.calibration)
+
+
+def _as_overrides(fold: dict) -> dict:
+    return {name: {"pe": f.pe, "simd": f.simd} for name, f in fold.items()}
+
+
+def choose_folding(state: BuildState) -> None:
+    """PE and SIMD per layer from the configuration's one folding source."""
+    cfg, source = state.config, state.config.folding
+    if isinstance(source, FoldingFile):
+        state.overrides = load_folding_file(source.path)
+    elif isinstance(source, TargetFps):
+        fold = fold_for_fps(state.graph, source.fps, cfg.design_clock_mhz, cfg.estimate_family)
+        state.overrides = _as_overrides(fold)
+        state.note(target_fps=source.fps, clock_mhz=cfg.design_clock_mhz)
+    elif isinstance(source, MaxLuts):
+        state.overrides = _as_overrides(fold_for_budget(state.graph, source.luts, cfg.estimate_family))
+        state.note(max_luts=source.luts, family=cfg.estimate_family)
+    state.graph = apply_folding(state.graph, state.overrides, cfg.lane_budget)
+
+
+def _board_plan(state: BuildState) -> NetworkPlan:
+    """The plan a board build writes: the board family's target, no class index (the board top scans)."""
+    return plan_network(state.graph, state.config.target, class_index=False)
+
+
+def fit_board(state: BuildState) -> None:
+    """On a board, the design must fit: a default folding that does not is re-folded to the fastest
+    that does (by the estimate); a folding that was asked for stops here with the FitError."""
+    board = state.config.board
+    capacity = capacity_for_network(board, state.graph)
+    try:
+        warnings = fit_check(_board_plan(state), board.family, capacity, device=board.device)
+    except FitError:
+        if not isinstance(state.config.folding, DefaultFolding):
+            raise
+        t0 = time.perf_counter()
+        fold = refold_to_fit(state.graph, board.family, capacity, device=board.device, class_index=False)
+        state.progress(f"re-fold to fit the {board.device}", time.perf_counter() - t0)
+        state.graph = apply_folding(state.graph, _as_overrides(fold))
+        warnings = fit_check(_board_plan(state), board.family, capacity, device=board.device)
+        state.folding_note = {"refolded": f"the default folding does not fit the {board.device}; re-folded to the "
+                                          "fastest folding that does by the resource estimate (folding.json)"}
+    if warnings:
+        state.note(fit_warnings=warnings)
+
+
+def plan_hardware(state: BuildState) -> None:
+    """The one hardware plan everything after this step reads; its estimates describe that hardware."""
+    cfg = state.config
+    state.plan = plan_network(state.graph, cfg.target, class_index=cfg.board is None)
+    state.estimate = estimate_cycles(state.plan, cfg.design_clock_mhz)
+    state.resources = estimate_resources(state.plan, cfg.estimate_family)
+
+
+# ---- output ----
+
+def stage_output(state: BuildState) -> None:
+    prepare_output(state.config.out_dir)
+    state.staging = staging_directory(state.config.out_dir)
+
+
+def write_verilog(state: BuildState) -> None:
+    export_verilog(state.compiled.network(), state.staging / "verilog", state.graph.input.bits)
+
+
+def write_verification(state: BuildState) -> None:
+    """The golden model's scores for the verification inputs (given, or seeded random frames)."""
+    graph = state.graph
+    x = state.config.inputs
+    if x is None:
+        x = np.random.default_rng(0).integers(0, graph.input.max_value + 1,
+                                              size=(VERIFICATION_FRAMES,) + graph.input.shape)
+    x = golden.check_inputs(graph, x)
+    state.verification_inputs = x
+    result = golden.run(graph, x)
+    directory = state.staging / "verification"
+    directory.mkdir()
+    np.save(directory / "input.npy", x.reshape((len(x),) + graph.input.shape))
+    np.save(directory / "expected_output.npy", result.scores)
+    (state.staging / "folding.json").write_text(json.dumps(folding_file_dict(graph, state.folding_note), indent=2)
+                                                + "\n")
+    state.report = report_dict(state.compiled)
+
+
+def simulate_board_frames(state: BuildState) -> None:
+    """Cycles per frame and latency measured in Amaranth's simulator on free-running verification
+    frames, checked bit-exact against the golden model."""
+    x = state.verification_inputs[:MEASURE_FRAMES]
+    if len(x) < 2:
+        x = np.concatenate([x, x])
+    run = simulate_compiled(state.compiled, x, "amaranth")
+    if run.mismatches:
+        raise SimulationError(f"the Amaranth simulation disagrees with the golden model on {run.mismatches} of "
+                              f"{len(x)} frames; this is a bnn2hw bug, please report it with the model file")
+    state.report["simulation"] = {"simulator": "amaranth", "frames": len(x), "mismatches": 0,
+                                  "cycles_per_frame": run.cycles_per_frame, "latency_cycles": run.latency_cycles}
+
+
+def build_bitstream(state: BuildState) -> None:
+    """Yosys, nextpnr and the packer on the board top around the planned network, into board/."""
+    cfg = state.config
+    build = build_board(state.plan.stages, cfg.board, state.staging / "board", clock_mhz=cfg.clock_mhz,
+                        baud=cfg.baud, progress=state.progress, on_step=state.on_step, failed_logs=cfg.failed_logs)
+    names = [s.name for s in state.plan.stage_plans]
+    state.report["board"] = board_section(build, names, state.staging,
+                                          state.report["simulation"]["cycles_per_frame"])
+
+
+def write_reports(state: BuildState) -> None:
+    state.report["chart"] = "report.png"
+    write_chart(state.report, state.staging / "report.png")
+    write_markdown(state.report, state.staging / "report.md")
+    (state.staging / "report.json").write_text(json.dumps(state.report, indent=2) + "\n")
+
+
+def commit(state: BuildState) -> None:
+    commit_output(state.staging, state.config.out_dir)
+    state.written, state.staging = state.config.out_dir, None
+
+
+#: (progress label, step) in order; a label of None reports nothing (the step is instant or reports itself).
+COMPILE_STEPS = (("load model", load_model), ("check layers and import", import_layers),
+                 ("fold BatchNorm into thresholds (exhaustive check)", fold_thresholds),
+                 ("choose folding (PE, SIMD)", choose_folding))
+BOARD_FIT_STEPS = (("check the design fits the board", fit_board),)
+PLAN_STEPS = (("plan the hardware and estimate it", plan_hardware),)
+OUTPUT_STEPS = ((None, stage_output), ("generate Verilog", write_verilog),
+                ("run golden model on verification inputs", write_verification))
+BOARD_STEPS = (("simulation of the verification frames (Amaranth)", simulate_board_frames),
+               (None, build_bitstream))
+REPORT_STEPS = (("write report.md and report.png", write_reports), (None, commit))
