@@ -25,7 +25,7 @@ def report_dict(compiled) -> dict:
     """report.json's contents for a :class:`bnn2hw.flow.Compiled`: every number read from its plan and
     estimates. ``estimate`` says which hardware target and FPGA family the estimate is for: the
     design that was written."""
-    est, plan = compiled.estimate, compiled.plan
+    est, plan, board = compiled.estimate, compiled.plan, compiled.board
     layers = []
     for layer, cycles in zip(plan.layers, est.layers):
         node = layer.node
@@ -51,8 +51,9 @@ def report_dict(compiled) -> dict:
         "input": {"shape": list(compiled.graph.input.shape), "bits": compiled.graph.input.bits},
         "classes": compiled.graph.num_classes,
         "estimate": {"target": plan.target.name, "family": res.family,
-                     "describes": "the hardware written to verilog/ (and, with a board, the network inside its "
-                                  "board top)"},
+                     "describes": "the network written to verilog/" if not board else
+                     "the network inside the board top: verilog/'s network less its class index, which the "
+                     "board top replaces with its own class scan"},
         "network": {"cycles_per_frame": est.cycles_per_frame, "latency_cycles": est.latency_cycles,
                     "clock_mhz": est.clock_mhz, "frames_per_second": est.frames_per_second,
                     "bottleneck": est.bottleneck, "stream_units": [list(s) for s in est.stream_units],

@@ -70,12 +70,15 @@ def test_a_boardless_report_states_its_target_and_describes_the_verilog_written(
     assert estimate_resources(board_plan, "xilinx").ffs != report["resources"]["ffs"]
 
 
-def test_a_board_compile_plans_the_board_targets_network_without_its_class_index(small_model):
+def test_a_board_compile_estimates_the_network_inside_its_board_top(small_model):
     model, _ = small_model
     board = get_board("icebreaker")
     compiled = compile_model(model, board=board)
-    assert compiled.plan.target == family("ice40").target
-    assert compiled.stages[-1].class_index is False and compiled.plan.head.class_index is False
+    assert compiled.plan.target == family("ice40").target and compiled.board == "icebreaker"
+    assert compiled.stages[-1].class_index is True          # verilog/'s network is complete
+    inside = plan_network(compiled.graph, family("ice40").target, class_index=False)   # the board top's
+    assert compiled.resources.luts == estimate_resources(inside, "ice40").luts < \
+        estimate_resources(compiled.plan, "ice40").luts
     assert compiled.resources.family == "ice40" and compiled.estimate.clock_mhz == board.clock_mhz
     assert all(p.pipeline == family("ice40").target.pipeline for p in compiled.params)
 
@@ -152,3 +155,21 @@ def test_verification_inputs_default_to_seeded_frames(small_model, tmp_path):
     xa = np.load(tmp_path / "a" / "verification" / "input.npy")
     assert len(xa) == 16 and np.array_equal(xa, np.load(tmp_path / "b" / "verification" / "input.npy"))
     assert a.report["network"] == b.report["network"]
+
+
+def test_a_board_build_simulates_its_network_bit_exact_before_the_tools_run(small_model, tmp_path):
+    """Every step of a board build but the bitstream itself (which needs Yosys and nextpnr: slow tier)."""
+    from bnn2hw.flow import BuildState, run_steps, steps_for
+    from bnn2hw.flow.steps import build_bitstream
+    model, x = small_model
+    config = BuildConfig(model=model, board=get_board("icebreaker"), out_dir=tmp_path / "out", inputs=x)
+    state = BuildState(config)
+    try:
+        run_steps(state, [s for s in steps_for(config, write=True) if s[1] is not build_bitstream][:-2])
+        sim = state.report["simulation"]
+        assert sim["mismatches"] == 0 and sim["cycles_per_frame"] == state.estimate.cycles_per_frame
+        assert sim["latency_cycles"] == state.estimate.latency_cycles
+    finally:
+        if state.staging is not None:
+            import shutil
+            shutil.rmtree(state.staging)

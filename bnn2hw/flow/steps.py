@@ -54,6 +54,7 @@ class Compiled:
     resources: ResourceEstimate      # of the plan's hardware, for ``family``
     family: str
     folding_note: dict | None = None  # how the folding was chosen (target, budget, re-fold), for folding.json
+    board: str | None = None         # the board built for: then ``resources`` is the network inside its top
 
     @property
     def params(self) -> tuple:
@@ -96,7 +97,8 @@ class BuildState:
     def compiled(self) -> Compiled:
         return Compiled(model_path=str(self.config.model), graph=self.graph, plan=self.plan, estimate=self.estimate,
                         torch_model=self.torch_model, resources=self.resources, family=self.config.estimate_family,
-                        folding_note=self.folding_note)
+                        folding_note=self.folding_note,
+                        board=self.config.board.name if self.config.board is not None else None)
 
     def note(self, **entries) -> None:
         self.folding_note = {**(self.folding_note or {}), **entries}
@@ -165,11 +167,15 @@ def fit_board(state: BuildState) -> None:
 
 
 def plan_hardware(state: BuildState) -> None:
-    """The one hardware plan everything after this step reads; its estimates describe that hardware."""
+    """The one hardware plan everything after this step reads: the network of verilog/ (with a board,
+    shaped by the board family's target; its board top leaves out the class index). The resource
+    estimate describes the network as it is built: without a board the generic one of verilog/, with
+    one the network inside the board top."""
     cfg = state.config
-    state.plan = plan_network(state.graph, cfg.target, class_index=cfg.board is None)
+    state.plan = plan_network(state.graph, cfg.target)
     state.estimate = estimate_cycles(state.plan, cfg.design_clock_mhz)
-    state.resources = estimate_resources(state.plan, cfg.estimate_family)
+    state.resources = estimate_resources(_board_plan(state) if cfg.board is not None else state.plan,
+                                         cfg.estimate_family)
 
 
 # ---- output ----
@@ -204,7 +210,9 @@ def write_verification(state: BuildState) -> None:
 
 def simulate_board_frames(state: BuildState) -> None:
     """Cycles per frame and latency measured in Amaranth's simulator on free-running verification
-    frames, checked bit-exact against the golden model."""
+    frames, checked bit-exact against the golden model, scores and classes. It is the network of
+    verilog/, with its class index; inside the board top the class comes from the top's own scan
+    (rtl_tests/test_board_top_rtl.py checks that), and nothing else differs, timing included."""
     x = state.verification_inputs[:MEASURE_FRAMES]
     if len(x) < 2:
         x = np.concatenate([x, x])

@@ -4,7 +4,8 @@ One component serves every dense layer. It takes a whole input vector per stream
 PE output channels × SIMD inputs per cycle from a weight ROM, and emits the whole output vector as
 one beat: output bits (``Threshold``) or integer class scores plus their argmax (``Scores``).
 1-bit pixels are ±1 values, as binary inputs are: they take the XNOR-popcount datapath too, with
-the thresholds moved onto popcounts (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉).
+the thresholds moved onto popcounts (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉) by the plan, which hands the
+unit every ROM in its final form (bnn2hw/plan/layer.py).
 
 Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉, P = ``MVUParams.pipeline``):
     * an input beat offered in cycle t gives ``o.valid`` in cycle t + K + 2 + P (no stalls): input
@@ -37,11 +38,18 @@ from ..ir.arith import folds
 from .pe_array import PEArray, resize, tree_sum
 
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_tree", "ROM_STYLES",
-           "extra_cycles"]
+           "extra_cycles", "datapath_pixel_bits"]
 
 #: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
 #: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
 ROM_STYLES = ("", "block", "distributed", "logic")
+
+
+def datapath_pixel_bits(pixel_bits: int) -> int:
+    """Pixel bits of the PE array's lanes for ``pixel_bits``-bit inputs (0: binary). Binary input and
+    1-bit pixels give 0, the XNOR-popcount datapath: Σ ±(2x − 1) over N lanes is 2·popcount(XNOR(w, x))
+    − N, so thresholds and scores are mapped onto popcounts; wider pixels take the ±pixel sum."""
+    return 0 if pixel_bits <= 1 else pixel_bits
 
 
 def extra_cycles(input_buffers: int, pipeline: int) -> int:
@@ -128,15 +136,13 @@ class MVUParams:
         return self.pixel_bits or 1
 
     @property
-    def xnor_lanes(self) -> bool:
-        """Binary input, or 1-bit pixels: then Σ ±(2x − 1) over the lanes is 2·popcount(XNOR(w, x)) − N,
-        so the XNOR-popcount datapath serves, with thresholds and scores mapped onto popcounts."""
-        return self.pixel_bits <= 1
+    def pe_pixel_bits(self) -> int:
+        """Pixel bits of the PE array's lanes (:func:`datapath_pixel_bits`)."""
+        return datapath_pixel_bits(self.pixel_bits)
 
     @property
-    def pe_pixel_bits(self) -> int:
-        """Pixel bits of the PE array's lanes: 0 on the XNOR-popcount datapath."""
-        return 0 if self.xnor_lanes else self.pixel_bits
+    def xnor_lanes(self) -> bool:
+        return not self.pe_pixel_bits
 
     @property
     def acc_signed(self) -> bool:
@@ -218,14 +224,25 @@ class _Datapath:
 
 
 class MatrixVectorUnit(wiring.Component):
-    """See the module docstring for latency, throughput and resources.
+    """One dense layer's PE × SIMD unit; latency, throughput and resources: the module docstring.
 
-    Members: ``i`` (stream of input vectors: ``n_in`` bits, or ``n_in`` pixels of ``pixel_bits``, element
-    0 at the LSB) and ``o`` (stream of output vectors: ``n_out`` bits, or :func:`scores_layout`).
+    Parameters
+    ----------
+    params : :class:`MVUParams`
+        Every width and ROM image, as bnn2hw.plan decided them.
 
-    ``elaborate`` builds the unit stage by stage, in stream order: input buffers, the issue stage
-    (counters, word select, weight ROM), the PE array's pipeline with its control and the per-channel
-    constant ROMs, the accumulators, and the collect/output stage.
+    Members
+    -------
+    i : In(stream.Signature(n_in · lane bits))
+        Input vectors: ``n_in`` bits, or ``n_in`` pixels of ``pixel_bits``, element 0 at the LSB.
+    o : Out(stream.Signature(n_out or :func:`scores_layout`))
+        Output vectors: ``n_out`` bits, or the class scores and their argmax.
+
+    ``elaborate`` builds the unit stage by stage, in stream order, one method each: input buffers,
+    the issue stage (counters, word select, weight ROM), the first stage, the PE array's pipeline
+    control, the per-channel constant ROMs, the PE array and accumulators, and the collect/output
+    stage. They are methods on one module rather than separate components so that the netlist (and
+    its measured numbers, docs/benchmarks.md) stays exactly as it was.
     """
 
     def __init__(self, params: MVUParams):

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..hw.mvu import MVUParams, extra_cycles
+from ..hw.mvu import MVUParams, datapath_pixel_bits, extra_cycles
 from ..hw.pe_array import cut_levels, tree_levels
 from ..ir import PIXELS, ScoresDense, ThresholdConv, accumulator_range
 from ..ir.arith import folds, layer_cycles, popcount_threshold, positions, signed_width
@@ -93,14 +93,13 @@ class LayerPlan:
         return self.pixel_bits or 1
 
     @property
-    def xnor_lanes(self) -> bool:
-        """Binary input, or 1-bit pixels (±1 values too): the XNOR-popcount datapath."""
-        return self.pixel_bits <= 1
+    def pe_pixel_bits(self) -> int:
+        """Pixel bits of the PE array's lanes: 0 on the XNOR-popcount datapath (hw/mvu.py's rule)."""
+        return datapath_pixel_bits(self.pixel_bits)
 
     @property
-    def pe_pixel_bits(self) -> int:
-        """Pixel bits of the PE array's lanes: 0 on the XNOR-popcount datapath."""
-        return 0 if self.xnor_lanes else self.pixel_bits
+    def xnor_lanes(self) -> bool:
+        return not self.pe_pixel_bits
 
     @property
     def lanes(self) -> int:
