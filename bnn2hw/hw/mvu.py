@@ -34,7 +34,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ir.arith import folds
+from ..ir.arith import folds, index_width
 from .pe_array import PEArray, resize, tree_sum
 
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_tree", "ROM_STYLES",
@@ -155,7 +155,7 @@ class MVUParams:
 
     @property
     def class_width(self) -> int:
-        return max(1, (self.n_out - 1).bit_length())
+        return index_width(self.n_out)
 
     @property
     def in_payload_bits(self) -> int:
@@ -201,7 +201,7 @@ def argmax_tree(m: Module, values: list) -> Signal:
     compare-and-select levels (a chain was n − 1 levels: 31 ns of TFC's ECP5 critical path for 10
     classes). Each match keeps the lower-index side unless the other is strictly greater, so every
     subtree's winner is its maximum with the lowest index, and so is the whole tree's."""
-    idx_w = max(1, (len(values) - 1).bit_length())
+    idx_w = index_width(len(values))
     level = [(v, Const(i, idx_w)) for i, v in enumerate(values)]
     depth = 0
     while len(level) > 1:

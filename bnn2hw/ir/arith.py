@@ -6,7 +6,8 @@ these functions instead of writing the arithmetic out again.
 
 from __future__ import annotations
 
-__all__ = ["folds", "positions", "layer_cycles", "lane_cost", "signed_width", "unsigned_width", "popcount_threshold"]
+__all__ = ["folds", "positions", "layer_cycles", "lane_cost", "signed_width", "unsigned_width", "popcount_threshold",
+           "index_width"]
 
 
 def folds(n: int, parallel: int) -> int:
@@ -45,3 +46,8 @@ def popcount_threshold(t, n_in: int):
 def lane_cost(node, pe: int, simd: int) -> int:
     """Binary lanes a layer's PE × SIMD array counts as: a pixel lane costs its bit width."""
     return pe * simd * (node.in_bits if node.input_kind == "pixels" else 1)
+
+
+def index_width(n: int) -> int:
+    """Bits of an index 0..n − 1 (at least 1): a class index over ``n`` classes."""
+    return max(1, (n - 1).bit_length())

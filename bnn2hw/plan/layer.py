@@ -22,7 +22,7 @@ import numpy as np
 from ..hw.mvu import MVUParams, datapath_pixel_bits, extra_cycles
 from ..hw.pe_array import cut_levels, tree_levels
 from ..ir import PIXELS, ScoresDense, ThresholdConv, accumulator_range
-from ..ir.arith import folds, layer_cycles, popcount_threshold, positions, signed_width
+from ..ir.arith import folds, index_width, layer_cycles, popcount_threshold, positions, signed_width
 from .rom import channel_fields, channel_rom, weight_image, weight_rom
 from .target import HardwareTarget
 
@@ -187,7 +187,7 @@ class LayerPlan:
 
     @property
     def class_width(self) -> int:
-        return max(1, (self.n_out - 1).bit_length())
+        return index_width(self.n_out)
 
     @property
     def out_field_bits(self) -> int:
