@@ -38,7 +38,7 @@ from ..ir.arith import folds, index_width
 from .pe_array import PEArray, resize, tree_sum
 
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_tree", "ROM_STYLES",
-           "extra_cycles", "datapath_pixel_bits"]
+           "extra_cycles", "datapath_pixel_bits", "UnitShape"]
 
 #: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
 #: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
@@ -58,8 +58,43 @@ def extra_cycles(input_buffers: int, pipeline: int) -> int:
     return (2 if input_buffers else 1) + pipeline
 
 
+class UnitShape:
+    """The shape of a PE × SIMD unit from ``n_in``, ``n_out``, ``pe``, ``simd`` and ``pixel_bits``:
+    shared by the unit's parameters (:class:`MVUParams`) and its plan (bnn2hw.plan.LayerPlan)."""
+
+    @property
+    def nf(self) -> int:
+        return folds(self.n_out, self.pe)
+
+    @property
+    def sf(self) -> int:
+        return folds(self.n_in, self.simd)
+
+    @property
+    def cycles(self) -> int:
+        """K = NF·SF: cycles per input vector, the unit's initiation interval."""
+        return self.nf * self.sf
+
+    @property
+    def lane_bits(self) -> int:
+        return self.pixel_bits or 1
+
+    @property
+    def pe_pixel_bits(self) -> int:
+        """Pixel bits of the PE array's lanes (:func:`datapath_pixel_bits`)."""
+        return datapath_pixel_bits(self.pixel_bits)
+
+    @property
+    def xnor_lanes(self) -> bool:
+        return not self.pe_pixel_bits
+
+    @property
+    def class_width(self) -> int:
+        return index_width(self.n_out)
+
+
 @dataclass(frozen=True)
-class MVUParams:
+class MVUParams(UnitShape):
     """Plain parameters of one unit, every width and ROM image already decided: bnn2hw.plan derives
     them from a folded layer (its ROM layout: bnn2hw/plan/rom.py). Nothing here is re-derived."""
     n_in: int
@@ -120,31 +155,6 @@ class MVUParams:
                 raise ValueError(f"{name} must be one of {ROM_STYLES}, not {getattr(p, name)!r}")
 
     @property
-    def nf(self) -> int:
-        return folds(self.n_out, self.pe)
-
-    @property
-    def sf(self) -> int:
-        return folds(self.n_in, self.simd)
-
-    @property
-    def cycles(self) -> int:
-        return self.nf * self.sf
-
-    @property
-    def lane_bits(self) -> int:
-        return self.pixel_bits or 1
-
-    @property
-    def pe_pixel_bits(self) -> int:
-        """Pixel bits of the PE array's lanes (:func:`datapath_pixel_bits`)."""
-        return datapath_pixel_bits(self.pixel_bits)
-
-    @property
-    def xnor_lanes(self) -> bool:
-        return not self.pe_pixel_bits
-
-    @property
     def acc_signed(self) -> bool:
         """Threshold layers start at −T, and pixel sums are signed; only a binary scores head's popcount is not."""
         return bool(self.pe_pixel_bits) or not self.scores
@@ -152,10 +162,6 @@ class MVUParams:
     @property
     def has_affine(self) -> bool:
         return bool(self.scale_rows)
-
-    @property
-    def class_width(self) -> int:
-        return index_width(self.n_out)
 
     @property
     def in_payload_bits(self) -> int:

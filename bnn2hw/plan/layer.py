@@ -19,10 +19,10 @@ from functools import cached_property
 
 import numpy as np
 
-from ..hw.mvu import MVUParams, datapath_pixel_bits, extra_cycles
+from ..hw.mvu import MVUParams, UnitShape, extra_cycles
 from ..hw.pe_array import cut_levels, tree_levels
 from ..ir import PIXELS, ScoresDense, ThresholdConv, accumulator_range
-from ..ir.arith import folds, index_width, layer_cycles, popcount_threshold, positions, signed_width
+from ..ir.arith import layer_cycles, popcount_threshold, positions, signed_width
 from .rom import channel_fields, channel_rom, weight_image, weight_rom
 from .target import HardwareTarget
 
@@ -30,7 +30,7 @@ __all__ = ["LayerPlan"]
 
 
 @dataclass(frozen=True, eq=False)
-class LayerPlan:
+class LayerPlan(UnitShape):
     """One compute layer's unit. ``class_index``: a scores head also builds its class index (a board
     top has its own class scan instead)."""
     node: object
@@ -57,13 +57,6 @@ class LayerPlan:
 
     n_in = property(lambda self: self.node.in_features)
     n_out = property(lambda self: self.node.out_features)
-    nf = property(lambda self: folds(self.n_out, self.pe))
-    sf = property(lambda self: folds(self.n_in, self.simd))
-
-    @property
-    def cycles(self) -> int:
-        """K = NF·SF: cycles per input vector, the unit's initiation interval."""
-        return self.nf * self.sf
 
     @property
     def positions(self) -> int:
@@ -87,19 +80,6 @@ class LayerPlan:
     def pixel_bits(self) -> int:
         """Bits per input element on the stream: 0 for binary activations."""
         return self.node.in_bits if self.node.input_kind == PIXELS else 0
-
-    @property
-    def lane_bits(self) -> int:
-        return self.pixel_bits or 1
-
-    @property
-    def pe_pixel_bits(self) -> int:
-        """Pixel bits of the PE array's lanes: 0 on the XNOR-popcount datapath (hw/mvu.py's rule)."""
-        return datapath_pixel_bits(self.pixel_bits)
-
-    @property
-    def xnor_lanes(self) -> bool:
-        return not self.pe_pixel_bits
 
     @property
     def lanes(self) -> int:
@@ -184,10 +164,6 @@ class LayerPlan:
     @property
     def offset_width(self) -> int:
         return signed_width(int(self.node.offset.min()), int(self.node.offset.max())) if self.has_affine else 0
-
-    @property
-    def class_width(self) -> int:
-        return index_width(self.n_out)
 
     @property
     def out_field_bits(self) -> int:
