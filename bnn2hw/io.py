@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import ModelFileError
-from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
+from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, QuantAct
 
 __all__ = ["save", "load", "BinaryNet", "UnsupportedModule", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -49,20 +49,34 @@ class UnsupportedModule(nn.Module):
         return self.description
 
 
+def _weight_spec(module) -> dict:
+    """Weight precision keys, written only when not the 1-bit default (older files have none)."""
+    spec = {}
+    if module.weight_bits != 1:
+        spec["weight_bits"] = module.weight_bits
+    if module.weight_scale is not None:
+        spec["scale"] = True
+    return spec
+
+
 def _layer_spec(module: nn.Module) -> dict:
     state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     if isinstance(module, InputQuant):
         return {"type": "InputQuant", "bits": module.bits}
     if isinstance(module, BinaryLinear):
         return {"type": "BinaryLinear", "in_features": module.in_features,
-                "out_features": module.out_features, "bias": module.bias is not None, "state": state}
+                "out_features": module.out_features, "bias": module.bias is not None, **_weight_spec(module),
+                "state": state}
     if isinstance(module, BinaryConv2d):
         return {"type": "BinaryConv2d", "in_channels": module.in_channels, "out_channels": module.out_channels,
                 "kernel_size": list(module.kernel_size), "stride": list(module.stride),
                 "padding": list(module.padding), "pad_value": module.pad_value, "bias": module.bias is not None,
-                "state": state}
+                **_weight_spec(module), "state": state}
     if isinstance(module, BinaryAct):
         return {"type": "BinaryAct"}
+    if isinstance(module, QuantAct):
+        return {"type": "QuantAct", "bits": module.bits, "mode": module.mode, "scale": module.scale,
+                "narrow": module.narrow}
     if type(module) is nn.BatchNorm2d:
         return {"type": "BatchNorm2d", "num_features": module.num_features, "eps": float(module.eps),
                 "momentum": module.momentum, "affine": module.affine,
@@ -139,13 +153,18 @@ def _rebuild(spec: dict, position: int, path: Path) -> nn.Module:
         if kind == "InputQuant":
             return InputQuant(int(spec["bits"]))
         if kind == "BinaryLinear":
-            m = BinaryLinear(int(spec["in_features"]), int(spec["out_features"]), bias=bool(spec["bias"]))
+            m = BinaryLinear(int(spec["in_features"]), int(spec["out_features"]), bias=bool(spec["bias"]),
+                             weight_bits=int(spec.get("weight_bits", 1)), scale=bool(spec.get("scale", False)))
         elif kind == "BinaryConv2d":
             m = BinaryConv2d(int(spec["in_channels"]), int(spec["out_channels"]), tuple(spec["kernel_size"]),
                              stride=tuple(spec["stride"]), padding=tuple(spec["padding"]),
-                             pad_value=float(spec["pad_value"]), bias=bool(spec["bias"]))
+                             pad_value=float(spec["pad_value"]), bias=bool(spec["bias"]),
+                             weight_bits=int(spec.get("weight_bits", 1)), scale=bool(spec.get("scale", False)))
         elif kind == "BinaryAct":
             return BinaryAct()
+        elif kind == "QuantAct":
+            return QuantAct(int(spec["bits"]), mode=str(spec["mode"]), scale=float(spec["scale"]),
+                            narrow=bool(spec["narrow"]))
         elif kind == "BatchNorm2d":
             m = nn.BatchNorm2d(int(spec["num_features"]), eps=float(spec["eps"]), momentum=spec["momentum"],
                                affine=bool(spec["affine"]), track_running_stats=bool(spec["track_running_stats"]))

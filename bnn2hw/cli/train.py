@@ -18,7 +18,9 @@ from ..data import REGISTRY, load_training_data
 from ..errors import Bnn2hwError, TrainingConfigError
 from .console import err, out
 
-__all__ = ["train_cmd", "parse_hidden"]
+__all__ = ["train_cmd", "parse_hidden", "parse_bits"]
+
+MAX_BITS = 8  # bnn2hw.nn.MAX_BITS, repeated so that `bnn2hw --help` need not import torch
 
 
 def parse_hidden(text: str, option: str = "--hidden") -> tuple[int, ...]:
@@ -30,6 +32,19 @@ def parse_hidden(text: str, option: str = "--hidden") -> tuple[int, ...]:
         raise TrainingConfigError(f"{option} must be comma-separated positive layer widths such as 256,256, "
                                   f"not '{text}'")
     return widths
+
+
+def parse_bits(text, option: str) -> int | tuple[int, ...]:
+    """``--act-bits``/``--weight-bits``: one width for every layer ("2") or one per layer ("2,2,1")."""
+    text = str(text)
+    try:
+        bits = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        bits = ()
+    if not bits or any(not 1 <= b <= MAX_BITS for b in bits):
+        raise TrainingConfigError(f"{option} must be a number of bits from 1 to {MAX_BITS}, or a comma-separated "
+                                  f"list of them with one per layer such as 2,2,1, not '{text}'")
+    return bits[0] if len(bits) == 1 else bits
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -61,10 +76,19 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
                    "by BatchNorm, sign and a 2x2 max-pool, before the --hidden dense layers. Empty: an MLP.")
 @click.option("--net", default="bnn", show_default=True,
               help="bnn (binary weights and activations) or bwn (binary weights only; not compilable).")
+@click.option("--act-bits", type=str, default=1, show_default=True,
+              help="Bits of the hidden activations: 1 = sign (BinaryAct); 2..8 = QuantAct on the signed dyadic "
+                   "grid j/2^(bits-1), j = -2^(bits-1) .. 2^(bits-1)-1 (2^bits levels in [-1, 1)). One number for "
+                   "all, or one per activation, comma-separated (convolutions first), e.g. 2,2,1.")
+@click.option("--weight-bits", type=str, default=1, show_default=True,
+              help="Bits of the weights: 1 = ±1, 2 = ternary {-1, 0, 1}, k = integers -M..M, M = 2^(k-1)-1. One "
+                   "number for all, or one per weight layer including the output layer, comma-separated. Multi-bit "
+                   "layers use the clipped STE as their only surrogate; Bop and KBOP need 1-bit weights.")
 @click.option("--method", default="stompp", show_default=True,
               help="stompp (STE-free), stompp+sg (surrogate on frozen entries only) or ste (BinaryConnect baseline).")
 @click.option("--surrogate", default="ste_clip", show_default=True,
-              help="Surrogate gradient of stompp+sg and ste: ste, ste_clip, approxsign, swishsign, ede.")
+              help="Surrogate gradient of stompp+sg and ste: ste, ste_clip, approxsign, swishsign, ede (multi-bit "
+                   "layers: ste_clip only).")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--optimizer", default="adam", show_default=True,
@@ -110,16 +134,17 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--log", "log_file", type=click.Path(path_type=Path), default=None,
               help="JSON training log (default: next to --out, <name>.train.json).")
 @click.option("--force", is_flag=True, help="Replace --out (and the log) if they exist.")
-def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogate, epochs, batch_size, optimizer, lr,
-              lr_schedule, logit_scale, seed, order, scope, spacing, ramp, window_start, window_end, overlap, priority,
-              granularity, activation_masks, pairing, refresh_epochs, refresh_fraction, refresh_mode, bop_gamma,
-              bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
-    """Train a binary MLP or CNN; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
+def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight_bits, method, surrogate, epochs,
+              batch_size, optimizer, lr, lr_schedule, logit_scale, seed, order, scope, spacing, ramp, window_start,
+              window_end, overlap, priority, granularity, activation_masks, pairing, refresh_epochs, refresh_fraction,
+              refresh_mode, bop_gamma, bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
+    """Train a binary (or multi-bit) MLP or CNN; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
     # On use, so that `bnn2hw --help` need not load torch; neither imports the command line.
     import torch
 
     from ..io import save
     from ..train import BinarizationConfig, TrainConfig, build_cnn, train
+    from ..train.trainer import per_layer_bits
 
     binarization = BinarizationConfig(
         method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,
@@ -130,7 +155,9 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogat
                          batch_size=batch_size, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
                          logit_scale=logit_scale, refresh_epochs=refresh_epochs, bop_gamma=bop_gamma,
                          bop_tau=bop_tau, kbop_lr=kbop_lr, kbop_beta=kbop_beta, seed=seed,
-                         recalibrate=not no_recalibrate, threads=threads)
+                         recalibrate=not no_recalibrate, threads=threads,
+                         act_bits=parse_bits(act_bits, "--act-bits"),
+                         weight_bits=parse_bits(weight_bits, "--weight-bits"))
     log_file = log_file or out_file.with_name(out_file.stem + ".train.json")
     for path, what in ((out_file, "--out"), (log_file, "--log")):
         if path.exists() and not force:
@@ -145,16 +172,26 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogat
 
     channels = parse_hidden(conv, "--conv") if conv else ()
     data = load_training_data(dataset, data_dir, split_seed)
-    model = build_cnn(data, channels, config.hidden, net) if channels else None
+    n_acts = len(channels) + len(config.hidden)
+    layer_act_bits = list(per_layer_bits(config.act_bits, n_acts, "activation bits", "--act-bits",
+                                         "hidden activations"))
+    layer_weight_bits = list(per_layer_bits(config.weight_bits, n_acts + 1, "weight bits", "--weight-bits",
+                                            "weight layers (the output layer included)"))
+    model = (build_cnn(data, channels, config.hidden, net, act_bits=config.act_bits, weight_bits=config.weight_bits)
+             if channels else None)
+    precision = ("" if set(layer_act_bits) | set(layer_weight_bits) <= {1} else
+                 f", weight bits {','.join(map(str, layer_weight_bits))}, activation bits "
+                 f"{','.join(map(str, layer_act_bits))}")
     shape_text = (f"CNN {'x'.join(map(str, model.input_shape))}-conv{'-'.join(map(str, channels))}-"
                   if channels else f"MLP {data.input_shape[0]}-")
     err.print(f"[bold]training[/bold] {config.net.upper()} {shape_text}"
               f"{'-'.join(map(str, config.hidden))}-{data.num_classes} on {data.name} "
               f"({len(data.y_train)} train / {len(data.y_test)} test), method {method}, {optimizer}, "
-              f"{epochs} epochs, seed {seed}")
+              f"{epochs} epochs, seed {seed}{precision}")
     command = "bnn2hw train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
     log = {"format": "bnn2hw-train-log", "version": 1, "command": command, "dataset": data.name,
-           "data": data.description, "config": config.to_dict(), "epochs": []}
+           "data": data.description, "act_bits": layer_act_bits, "weight_bits": layer_weight_bits,
+           "config": config.to_dict(), "epochs": []}
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True) as bar:
@@ -186,6 +223,8 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, method, surrogat
         "net": net,
         "hidden": list(config.hidden),
         "conv": list(channels),
+        "act_bits": layer_act_bits,
+        "weight_bits": layer_weight_bits,
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,

@@ -1,17 +1,23 @@
 """Progressive binarization of a model while it trains: which entries are hard, and how gradients
 flow through them (spec §3.2, §4).
 
-A *unit* is one binary layer (``BinaryLinear`` or ``BinaryConv2d``) together with the ``BinaryAct`` that feeds it, if any:
-its latent weights and its input activation are frozen (replaced by the hard sign) on the unit's
-schedule. The :class:`Binarizer` owns the masks, attaches a quantizer to every binarizing layer
-(``bnn2hw.nn`` layers consult it in training mode), grows the masks each step, soft-refreshes them,
-restores frozen latents after the optimizer step (pitfall P2) and clips latents (P1).
+A *unit* is one binary layer (``BinaryLinear`` or ``BinaryConv2d``, any ``weight_bits``) together with
+the activation (``BinaryAct`` or ``QuantAct``, any bits) that feeds it, if any: its latent weights and
+its input activation are frozen (replaced by their hard, quantized value) on the unit's schedule.
+The :class:`Binarizer` owns the masks, attaches a quantizer to every binarizing layer (``bnn2hw.nn``
+layers consult it in training mode), grows the masks each step, soft-refreshes them, restores frozen
+latents after the optimizer step (pitfall P2) and clips latents (P1).
 
 Methods: ``stompp`` (frozen entries pass no gradient: no STE anywhere), ``stompp+sg`` (frozen entries
 pass the surrogate) and ``ste`` (BinaryConnect-style baseline: every entry hard from the first step,
 surrogate everywhere; no masks). ``net="bwn"`` binarizes weights only. ``latent_free=True`` is for
 Bop/KBOP: the weights already hold ±1 and get their gradient at the binary point, so only the
 activations follow the method.
+
+Multi-bit entries (weights of 2+ bits, a ``QuantAct`` other than the hard sign) follow the same
+methods on their own grid (:func:`bnn2hw.train.quantize.multilevel_q`): hard path = the layer's
+quantized value, clipped path = the input clamped to the grid's range, and the clipped STE as their
+only surrogate. 1-bit entries keep the sign paths and every surrogate.
 """
 
 from __future__ import annotations
@@ -23,17 +29,45 @@ import torch
 from torch import nn
 
 from ..errors import TrainingConfigError
-from ..nn import BinaryAct, BinaryConv2d, BinaryLinear
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, QuantAct
 from .masks import GRANULARITIES, PRIORITIES, FrozenLatentGuard, grow_mask, soft_refresh
-from .quantize import MODES, SURROGATES, stompp_q, surrogate_sign
+from .quantize import (MODES, MULTILEVEL_SURROGATES, SURROGATES, act_levels, multilevel_q, stompp_q,
+                       surrogate_sign, weight_levels)
 from .schedule import FreezeSchedule
 
-__all__ = ["BinarizationConfig", "Binarizer", "BinaryUnit", "find_units", "REFRESH_MODES", "ACTIVATION_MASKS"]
+__all__ = ["BinarizationConfig", "Binarizer", "BinaryUnit", "find_units", "REFRESH_MODES", "ACTIVATION_MASKS",
+           "is_sign", "check_latent_free"]
 
 REFRESH_MODES = ("swap", "resample", "activations")
 ACTIVATION_MASKS = ("persistent", "per_batch")
 PAIRINGS = ("input", "output")
 BINARY_LAYERS = (BinaryLinear, BinaryConv2d)
+ACTIVATIONS = (BinaryAct, QuantAct)
+
+
+def is_sign(module: nn.Module) -> bool:
+    """Whether a unit's layer or activation quantizes to the hard sign ±1 (1-bit weights, BinaryAct,
+    QuantAct(1) on the symmetric grid with scale 1), so that the sign paths and all surrogates apply."""
+    if isinstance(module, BINARY_LAYERS):
+        return module.weight_bits == 1
+    if isinstance(module, QuantAct):
+        return module.bits == 1 and module.mode == "symmetric" and module.scale == 1.0
+    return isinstance(module, BinaryAct)
+
+
+def _describe(module: nn.Module) -> str:
+    if isinstance(module, BINARY_LAYERS):
+        return f"{type(module).__name__} with {module.weight_bits}-bit weights"
+    return f"QuantAct({module.extra_repr()})"
+
+
+def check_latent_free(model: nn.Module) -> None:
+    """Bop and KBOP flip ±1 weights: raise TrainingConfigError for a layer with 2-bit or wider weights."""
+    for name, module in model.named_modules():
+        if isinstance(module, BINARY_LAYERS) and module.weight_bits != 1:
+            raise TrainingConfigError(
+                f"Bop and KBOP flip ±1 weights and cannot train multi-bit weights (layer {name or 'model'}: "
+                f"{_describe(module)}); use --optimizer adam or sgd, or 1-bit weights (--weight-bits 1)")
 
 
 @dataclass(frozen=True)
@@ -89,11 +123,11 @@ class BinarizationConfig:
 
 @dataclass(eq=False)
 class BinaryUnit:
-    """One scheduled unit: a binary layer and the BinaryAct feeding it (either may be absent)."""
+    """One scheduled unit: a binary layer and the BinaryAct or QuantAct feeding it (either may be absent)."""
 
     index: int
     layer: BinaryLinear | BinaryConv2d | None
-    act: BinaryAct | None
+    act: BinaryAct | QuantAct | None
     weight_mask: torch.Tensor | None = None
     act_mask: torch.Tensor | None = None
     scale: nn.Parameter | None = field(default=None, repr=False)
@@ -101,14 +135,15 @@ class BinaryUnit:
 
 
 def find_units(model: nn.Module, pairing: str = "input") -> list[BinaryUnit]:
-    """The model's units in forward order: each binary layer with the BinaryAct just before it
-    (``pairing="input"``, spec §3.2) or just after it (``"output"``)."""
+    """The model's units in forward order: each binary layer (any weight bits) with the activation
+    (BinaryAct or QuantAct, any bits) just before it (``pairing="input"``, spec §3.2) or just after it
+    (``"output"``)."""
     if pairing == "output":
         units = []
         for module in model.modules():
             if isinstance(module, BINARY_LAYERS):
                 units.append(BinaryUnit(len(units), module, None))
-            elif isinstance(module, BinaryAct):
+            elif isinstance(module, ACTIVATIONS):
                 if units and units[-1].act is None:
                     units[-1].act = module
                 else:
@@ -116,7 +151,7 @@ def find_units(model: nn.Module, pairing: str = "input") -> list[BinaryUnit]:
         return units
     units, pending = [], None
     for module in model.modules():
-        if isinstance(module, BinaryAct):
+        if isinstance(module, ACTIVATIONS):
             if pending is not None:  # two activations in a row: the first is a unit of its own
                 units.append(BinaryUnit(len(units), None, pending))
             pending = module
@@ -152,6 +187,9 @@ class Binarizer:
                                        config.order, config.scope, spacing=config.spacing,
                                        seed=int(torch.randint(0, 2**31 - 1, (), generator=generator)))
         self.masked = config.method != "ste"
+        if config.latent_free:
+            check_latent_free(model)
+        self._check_surrogate()
         for unit in self.units:
             if unit.layer is not None:
                 if self.masked and not config.latent_free:
@@ -164,12 +202,30 @@ class Binarizer:
                 unit.act.quantizer = self._act_quantizer(unit)
 
     # -- quantizers ---------------------------------------------------------------------------------
+    def _check_surrogate(self) -> None:
+        """Multi-bit entries have only the clipped STE; say so where another surrogate would be used."""
+        cfg = self.config
+        if cfg.method == "stompp" or cfg.surrogate in MULTILEVEL_SURROGATES:
+            return  # pure StoMPP uses no surrogate
+        for unit in self.units:
+            modules = [] if unit.layer is None or cfg.latent_free else [unit.layer]
+            modules += [unit.act] if unit.act is not None and cfg.binarize_activations else []
+            for m in modules:
+                if not is_sign(m):
+                    raise TrainingConfigError(
+                        f"the {cfg.surrogate} surrogate is a derivative of sign and applies to 1-bit layers only, "
+                        f"but unit {unit.index} has a {_describe(m)}; use --surrogate ste_clip (the clipped "
+                        "straight-through estimator) with multi-bit layers")
+
     def _weight_quantizer(self, unit: BinaryUnit):
         cfg = self.config
+        levels = None if is_sign(unit.layer) else weight_levels(unit.layer.weight_bits)
 
         def quantize(w: torch.Tensor) -> torch.Tensor:
             if cfg.latent_free:
                 q = surrogate_sign(w, "ste")  # ±1 weights: the gradient at the binary point
+            elif levels is not None:
+                q = multilevel_q(w, unit.weight_mask, cfg.method, levels)
             else:
                 q = stompp_q(w, unit.weight_mask, cfg.method, cfg.surrogate, self.progress)
             return q * unit.scale.exp() if unit.scale is not None else q
@@ -177,13 +233,19 @@ class Binarizer:
 
     def _act_quantizer(self, unit: BinaryUnit):
         cfg = self.config
+        levels = None if is_sign(unit.act) else act_levels(unit.act)
+
+        def q(x, frozen, method):
+            if levels is not None:
+                return multilevel_q(x, frozen, method, levels)
+            return stompp_q(x, frozen, method, cfg.surrogate, self.progress)
 
         def quantize(x: torch.Tensor) -> torch.Tensor:
             if not self.masked:
-                return stompp_q(x, None, "ste", cfg.surrogate, self.progress)
+                return q(x, None, "ste")
             if unit.act_mask is None:  # first forward: the activation's shape is known only now
                 unit.act_mask = self._grown(torch.zeros(x.shape[1:], dtype=torch.bool), unit, None)
-            return stompp_q(x, unit.act_mask.expand_as(x), cfg.method, cfg.surrogate, self.progress)
+            return q(x, unit.act_mask.expand_as(x), cfg.method)
         return quantize
 
     # -- per-step work ------------------------------------------------------------------------------
@@ -194,7 +256,8 @@ class Binarizer:
         is_weight = latent is not None
         return grow_mask(mask, self.fraction(unit), self.generator, latent=latent,
                          priority=self.config.priority if is_weight else "uniform",
-                         granularity=self.config.granularity if is_weight else "element")
+                         granularity=self.config.granularity if is_weight else "element",
+                         bits=unit.layer.weight_bits if is_weight else 1)
 
     def _refreshed(self, mask: torch.Tensor, is_weight: bool) -> torch.Tensor:
         cfg = self.config
@@ -284,7 +347,7 @@ class Binarizer:
             self.model.train(was_training)
 
     def detach(self) -> None:
-        """Remove every quantizer: the layers fall back to the hard sign (deploy network)."""
+        """Remove every quantizer: the layers fall back to their hard values (deploy network)."""
         for unit in self.units:
             for m in (unit.layer, unit.act):
                 if m is not None and "quantizer" in vars(m):

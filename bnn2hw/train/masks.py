@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from ..nn import clip_weight
+
 __all__ = ["grow_mask", "soft_refresh", "FrozenLatentGuard", "PRIORITIES", "GRANULARITIES"]
 
 PRIORITIES = ("uniform", "error")
@@ -28,11 +30,14 @@ def _expand(units: torch.Tensor, like: torch.Tensor, granularity: str) -> torch.
 
 
 def grow_mask(mask: torch.Tensor, fraction: float, generator: torch.Generator, latent: torch.Tensor | None = None,
-              priority: str = "uniform", granularity: str = "element", eps: float = 1e-3) -> torch.Tensor:
+              priority: str = "uniform", granularity: str = "element", eps: float = 1e-3,
+              bits: int = 1) -> torch.Tensor:
     """A new mask with round(fraction · units) frozen units, freezing only units not frozen yet.
 
     ``priority="error"`` (SQ-style) draws units with probability ∝ 1 / (eps + 1 - |clip(latent)|), so
-    latents already near ±1 tend to freeze first; it needs ``latent``.
+    latents already near ±1 tend to freeze first; it needs ``latent``. For ``bits``-bit weights
+    (``bits >= 2``) the error is the rounding error of the code: ∝ 1 / (eps + 2·|c - round(c)|) with
+    c = M·clamp(latent, -1, 1), so latents already near one of their levels tend to freeze first.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"unknown mask priority {priority!r}; choose one of {', '.join(PRIORITIES)}")
@@ -47,7 +52,11 @@ def grow_mask(mask: torch.Tensor, fraction: float, generator: torch.Generator, l
     else:
         if latent is None:
             raise ValueError("priority='error' needs the latent tensor to rank entries")
-        closeness = latent.detach().clamp(-1, 1).abs()
+        if bits == 1:
+            closeness = latent.detach().clamp(-1, 1).abs()
+        else:
+            code = clip_weight(latent.detach(), bits)
+            closeness = 1.0 - 2.0 * (code - torch.round(code)).abs()
         closeness = closeness.reshape(-1) if granularity == "element" else closeness.reshape(len(units), -1).mean(1)
         weights = 1.0 / (eps + 1.0 - closeness[free])
         chosen = free[torch.multinomial(weights.double(), missing, replacement=False, generator=generator)]

@@ -2,20 +2,31 @@
 
 Forward values are always exact: the clipped path is clamp(x, -1, 1), the hard path is sign with
 sign(0) = +1. Only the backward pass differs between methods.
+
+Multi-bit layers (``QuantAct`` with a grid other than the hard sign, weights of 2 bits or more) have
+the same two paths on their own grid (:class:`Levels`): the hard path is the layer's quantized value,
+the clipped path the input clamped to the grid's range, and their straight-through gradient is the
+clipped STE (the clipped path's derivative). The other surrogates are derivatives of sign and have
+no multi-level form (:func:`multilevel_q`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from ..nn import hard_sign
+from ..nn import clip_weight, hard_sign, quantize_weight, weight_code_max
 
-__all__ = ["ClipId", "clip_identity", "surrogate_sign", "stompp_q", "SURROGATES", "MODES", "ede_factors"]
+__all__ = ["ClipId", "clip_identity", "surrogate_sign", "stompp_q", "SURROGATES", "MODES", "ede_factors",
+           "Levels", "act_levels", "weight_levels", "multilevel_q", "MULTILEVEL_SURROGATES"]
 
 SURROGATES = ("ste", "ste_clip", "approxsign", "swishsign", "ede")
 MODES = ("stompp", "stompp+sg", "ste")
+MULTILEVEL_SURROGATES = ("ste_clip",)
+"""The surrogates a multi-bit layer can use: the clipped STE only (the others are derivatives of sign)."""
 
 
 class ClipId(torch.autograd.Function):
@@ -96,3 +107,82 @@ def stompp_q(x: torch.Tensor, frozen: torch.Tensor, mode: str = "stompp", surrog
     else:
         raise ValueError(f"unknown method {mode!r}; choose one of {', '.join(MODES)}")
     return torch.where(frozen, hard, clip_identity(x))
+
+
+# -- multi-bit layers -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Levels:
+    """A multi-level quantizer as StoMPP sees it: ``hard(x)`` the quantized value (the hard path),
+    ``clip(x)`` the clipped path, whose derivative is ``slope`` on [lo, hi] (inclusive) and 0 outside."""
+
+    hard: Callable[[torch.Tensor], torch.Tensor]
+    clip: Callable[[torch.Tensor], torch.Tensor]
+    lo: float
+    hi: float
+    slope: float = 1.0
+
+
+def act_levels(act) -> Levels:
+    """A ``bnn2hw.nn.QuantAct``'s paths: ``act.hard`` and ``act.clip`` (slope 1 on its value range)."""
+    lo, hi = act.value_range
+    return Levels(act.hard, act.clip, lo, hi, 1.0)
+
+
+def weight_levels(bits: int) -> Levels:
+    """The paths of ``bits``-bit weights in code units: ``quantize_weight`` and ``clip_weight``
+    (M·clamp(w, -1, 1), slope M = ``weight_code_max(bits)`` on [-1, 1])."""
+    return Levels(lambda w: quantize_weight(w, bits), lambda w: clip_weight(w, bits), -1.0, 1.0,
+                  float(weight_code_max(bits)))
+
+
+def _inside(x: torch.Tensor, levels: Levels, dtype) -> torch.Tensor:
+    return ((x >= levels.lo) & (x <= levels.hi)).to(dtype) * levels.slope
+
+
+class _LevelsClip(torch.autograd.Function):
+    """Forward ``levels.clip(x)``; backward slope·g on [lo, hi] (inclusive), 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x, levels):
+        ctx.save_for_backward(x)
+        ctx.levels = levels
+        return levels.clip(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _inside(x, ctx.levels, grad.dtype), None
+
+
+class _LevelsSTE(torch.autograd.Function):
+    """Forward ``levels.hard(x)``; backward the clipped STE: slope·g on [lo, hi], 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x, levels):
+        ctx.save_for_backward(x)
+        ctx.levels = levels
+        return levels.hard(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _inside(x, ctx.levels, grad.dtype), None
+
+
+def multilevel_q(x: torch.Tensor, frozen: torch.Tensor | None, mode: str, levels: Levels) -> torch.Tensor:
+    """:func:`stompp_q` for a multi-level grid: where(frozen, levels.hard(x), levels.clip(x)), with
+
+    * ``stompp``: no gradient on frozen entries; the clipped path's derivative on the others;
+    * ``stompp+sg``: the clipped STE (slope inside [lo, hi]) on frozen entries too;
+    * ``ste``: the hard path everywhere with the clipped STE (``frozen`` ignored).
+    """
+    if mode == "ste":
+        return _LevelsSTE.apply(x, levels)
+    if mode == "stompp":
+        hard = levels.hard(x).detach()
+    elif mode == "stompp+sg":
+        hard = _LevelsSTE.apply(x, levels)
+    else:
+        raise ValueError(f"unknown method {mode!r}; choose one of {', '.join(MODES)}")
+    return torch.where(frozen, hard, _LevelsClip.apply(x, levels))

@@ -28,16 +28,59 @@ from torch.nn import functional as F
 from ..data import TrainingData
 from ..errors import TrainingConfigError
 from ..io import BinaryNet
-from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant
-from .binarizer import BinarizationConfig, Binarizer
+from ..nn import MAX_BITS, BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, QuantAct
+from .binarizer import BinarizationConfig, Binarizer, check_latent_free
+from .quantize import MULTILEVEL_SURROGATES
 from .bop import Bop
 
 __all__ = ["TrainConfig", "TrainResult", "train", "build_mlp", "build_cnn", "image_chw", "recalibrate_batchnorm", "deploy_accuracy",
-           "OPTIMIZERS", "NETS"]
+           "OPTIMIZERS", "NETS", "activation", "per_layer_bits"]
 
 OPTIMIZERS = ("adam", "sgd", "bop", "kbop")
 LR_SCHEDULES = ("cosine", "constant")
 NETS = ("bnn", "bwn")
+
+
+def _bits_ok(b) -> bool:
+    return isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= MAX_BITS
+
+
+def _check_bits_setting(name: str, option: str, value) -> int | tuple[int, ...]:
+    """An int, or a non-empty list/tuple of ints, each 1..MAX_BITS (a list becomes a tuple)."""
+    if isinstance(value, (list, tuple)):
+        if value and all(_bits_ok(b) for b in value):
+            return tuple(value)
+    elif _bits_ok(value):
+        return value
+    raise TrainingConfigError(f"the {name} ({option}) must be a whole number of bits from 1 to {MAX_BITS} or a list "
+                              f"of them, one per layer, not {list(value) if isinstance(value, tuple) else value!r}")
+
+
+def _as_tuple(value) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _bits_text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def per_layer_bits(value: int | tuple[int, ...], count: int, name: str, option: str, what: str) -> tuple[int, ...]:
+    """``value`` (one width for every layer, or one per layer) as ``count`` widths; a list of the wrong
+    length is a TrainingConfigError that says how many the model has (``what``: the layers counted)."""
+    value = _check_bits_setting(name, option, value)
+    if isinstance(value, int):
+        return (value,) * count
+    if len(value) != count:
+        raise TrainingConfigError(f"the {name} ({option}) list has {len(value)} entries, but the model has {count} "
+                                  f"{what}; give one number per layer or a single number for all of them")
+    return value
+
+
+def activation(bits: int) -> nn.Module:
+    """The hidden activation of ``bits`` bits: BinaryAct (the hard sign) for 1, else
+    ``QuantAct(bits, mode="signed", scale=2**-(bits-1))``: the 2**bits dyadic levels k/2**(bits-1),
+    k = -2**(bits-1) .. 2**(bits-1) - 1, in [-1, 1) (exact in float64, docs/training.md)."""
+    return BinaryAct() if bits == 1 else QuantAct(bits, mode="signed", scale=2.0 ** -(bits - 1))
 
 
 @dataclass(frozen=True)
@@ -65,6 +108,12 @@ class TrainConfig:
     seed: int = 0
     recalibrate: bool = True
     threads: int = 1
+    act_bits: int | tuple[int, ...] = 1
+    """Bits of every hidden activation (or one per hidden activation): 1 = BinaryAct, k >= 2 = QuantAct
+    on the signed dyadic grid (:func:`activation`). Used when ``train`` builds the MLP."""
+    weight_bits: int | tuple[int, ...] = 1
+    """Bits of every layer's weights (or one per BinaryLinear/BinaryConv2d, the head included): 1 = ±1,
+    2 = ternary, k = -M..M. Used when ``train`` builds the MLP."""
 
     def __post_init__(self):
         if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
@@ -90,6 +139,25 @@ class TrainConfig:
                          "Bop gamma": self.bop_gamma, "Bop tau": self.bop_tau, "KBOP learning rate": self.kbop_lr,
                          "KBOP beta": self.kbop_beta, "threads": self.threads}[name]
                 raise TrainingConfigError(f"the {name} must be {need}, not {value}")
+        object.__setattr__(self, "act_bits", _check_bits_setting("activation bits", "--act-bits", self.act_bits))
+        object.__setattr__(self, "weight_bits", _check_bits_setting("weight bits", "--weight-bits", self.weight_bits))
+        if self.net != "bnn" and set(_as_tuple(self.act_bits)) != {1}:
+            raise TrainingConfigError(f"--net {self.net} keeps real activations, so the activation bits (--act-bits) "
+                                      "must stay 1; use --net bnn for quantized activations")
+        multibit_weights = set(_as_tuple(self.weight_bits)) != {1}
+        multibit_acts = set(_as_tuple(self.act_bits)) != {1}
+        if self.optimizer in ("bop", "kbop") and multibit_weights:
+            raise TrainingConfigError(f"--optimizer {self.optimizer} flips ±1 weights and cannot train multi-bit "
+                                      f"weights (--weight-bits {_bits_text(self.weight_bits)}); use --optimizer adam "
+                                      "or sgd, or --weight-bits 1")
+        b = self.binarization
+        surrogate_used = b.method != "stompp"
+        if surrogate_used and b.surrogate not in MULTILEVEL_SURROGATES and (
+                multibit_acts or (multibit_weights and self.optimizer not in ("bop", "kbop"))):
+            raise TrainingConfigError(f"the {b.surrogate} surrogate is a derivative of sign and applies to 1-bit "
+                                      f"layers only (--act-bits {_bits_text(self.act_bits)}, --weight-bits "
+                                      f"{_bits_text(self.weight_bits)}); use --surrogate ste_clip (the clipped "
+                                      "straight-through estimator) with multi-bit layers")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -106,17 +174,33 @@ class TrainResult:
     notes: list[str]
 
 
-def build_mlp(data: TrainingData, hidden: tuple[int, ...], net: str = "bnn") -> BinaryNet:
+def _layer_bits(net: str, act_bits, weight_bits, n_acts: int, n_layers: int):
+    acts = per_layer_bits(act_bits, n_acts, "activation bits", "--act-bits", "hidden activations")
+    weights = per_layer_bits(weight_bits, n_layers, "weight bits", "--weight-bits",
+                             "weight layers (the output layer included)")
+    if net != "bnn" and any(b != 1 for b in acts):
+        raise TrainingConfigError(f"--net {net} keeps real activations, so the activation bits (--act-bits) must "
+                                  "stay 1; use --net bnn for quantized activations")
+    return acts, weights
+
+
+def build_mlp(data: TrainingData, hidden: tuple[int, ...], net: str = "bnn", act_bits: int | tuple[int, ...] = 1,
+              weight_bits: int | tuple[int, ...] = 1) -> BinaryNet:
     """InputQuant → (BinaryLinear → BatchNorm1d → BinaryAct)* → BinaryLinear, no biases, no head BN.
 
     ``net="bwn"`` keeps activations real (hard-tanh), for the binary-weight-only ablation; such a
-    model trains and evaluates but is not compilable (the hardware needs binary activations)."""
+    model trains and evaluates but is not compilable (the hardware needs binary activations).
+    ``act_bits`` (one per hidden activation, or one for all) replaces BinaryAct by :func:`activation`
+    where it is 2 or more; ``weight_bits`` (one per BinaryLinear, the head included, or one for all)
+    sets each layer's ``weight_bits``."""
+    acts, weights = _layer_bits(net, act_bits, weight_bits, len(hidden), len(hidden) + 1)
     layers: list[nn.Module] = [InputQuant(data.input_bits)]
     width = data.input_shape[0]
-    for h in hidden:
-        layers += [BinaryLinear(width, h), nn.BatchNorm1d(h), BinaryAct() if net == "bnn" else nn.Hardtanh()]
+    for h, a, w in zip(hidden, acts, weights):
+        layers += [BinaryLinear(width, h, weight_bits=w), nn.BatchNorm1d(h),
+                   activation(a) if net == "bnn" else nn.Hardtanh()]
         width = h
-    layers.append(BinaryLinear(width, data.num_classes))
+    layers.append(BinaryLinear(width, data.num_classes, weight_bits=weights[-1]))
     return BinaryNet(*layers, input_shape=data.input_shape)
 
 
@@ -126,19 +210,25 @@ def image_chw(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def build_cnn(data: TrainingData, channels: tuple[int, ...], hidden: tuple[int, ...], net: str = "bnn",
-              kernel: int = 3) -> BinaryNet:
+              kernel: int = 3, act_bits: int | tuple[int, ...] = 1,
+              weight_bits: int | tuple[int, ...] = 1) -> BinaryNet:
     """InputQuant → (BinaryConv2d k×k, padding k//2 with pad value −1 → BatchNorm2d → BinaryAct →
     MaxPool2d(2))* → Flatten → (BinaryLinear → BatchNorm1d → BinaryAct)* → BinaryLinear.
 
     FINN CNV's block order (pool after the activation); a block whose image is already smaller than
-    2×2 skips the pool."""
+    2×2 skips the pool. ``act_bits`` (one per activation: the convolutions' then the dense layers')
+    and ``weight_bits`` (one per BinaryConv2d/BinaryLinear, the head included) as in :func:`build_mlp`."""
     if not channels or any(not isinstance(c, int) or c < 1 for c in channels):
         raise TrainingConfigError(f"convolution channels must be positive integers, not {list(channels)}")
-    act = (lambda: BinaryAct()) if net == "bnn" else (lambda: nn.Hardtanh())
+    acts, weights = _layer_bits(net, act_bits, weight_bits, len(channels) + len(hidden),
+                                len(channels) + len(hidden) + 1)
+    acts, weights = iter(acts), iter(weights)
+    act = (lambda: activation(next(acts))) if net == "bnn" else (lambda: nn.Hardtanh())
     c, h, w = image_chw(data.image_shape)
     layers: list[nn.Module] = [InputQuant(data.input_bits)]
     for out in channels:
-        layers += [BinaryConv2d(c, out, kernel, padding=kernel // 2), nn.BatchNorm2d(out), act()]
+        layers += [BinaryConv2d(c, out, kernel, padding=kernel // 2, weight_bits=next(weights)),
+                   nn.BatchNorm2d(out), act()]
         h, w = h + 2 * (kernel // 2) - kernel + 1, w + 2 * (kernel // 2) - kernel + 1
         if min(h, w) >= 2:
             layers.append(nn.MaxPool2d(2))
@@ -147,9 +237,9 @@ def build_cnn(data: TrainingData, channels: tuple[int, ...], hidden: tuple[int, 
     layers.append(nn.Flatten())
     width = c * h * w
     for n in hidden:
-        layers += [BinaryLinear(width, n), nn.BatchNorm1d(n), act()]
+        layers += [BinaryLinear(width, n, weight_bits=next(weights)), nn.BatchNorm1d(n), act()]
         width = n
-    layers.append(BinaryLinear(width, data.num_classes))
+    layers.append(BinaryLinear(width, data.num_classes, weight_bits=next(weights)))
     return BinaryNet(*layers, input_shape=image_chw(data.image_shape))
 
 
@@ -242,8 +332,9 @@ def train(data: TrainingData, config: TrainConfig,
           on_epoch: Callable[[dict], None] | None = None, model: BinaryNet | None = None) -> TrainResult:
     """Train an MLP on ``data`` as ``config`` says; returns the deploy model (eval mode, float32).
 
-    ``model`` replaces the MLP built from ``config.hidden`` (``config.net`` is then ignored), e.g. a
-    convolutional ``BinaryNet``; the samples are reshaped to its ``input_shape``.
+    ``model`` replaces the MLP built from ``config.hidden`` (``config.net``, ``act_bits`` and
+    ``weight_bits`` are then ignored: build it with them), e.g. a convolutional ``BinaryNet``; the
+    samples are reshaped to its ``input_shape``.
 
     ``on_step(step, total)`` is called after every optimizer step, ``on_epoch(entry)`` after every epoch
     with the log entry: loss, train-state accuracy, deploy test accuracy, frozen fraction per unit.
@@ -255,7 +346,7 @@ def train(data: TrainingData, config: TrainConfig,
     mask_gen = torch.Generator().manual_seed(config.seed + 0x5EED)
 
     if model is None:
-        model = build_mlp(data, tuple(config.hidden), config.net)
+        model = build_mlp(data, tuple(config.hidden), config.net, config.act_bits, config.weight_bits)
     shape = tuple(model.input_shape)
     if int(np.prod(shape)) != data.input_shape[0]:
         raise TrainingConfigError(f"the model takes inputs of shape {shape}, but {data.name} samples have "
@@ -267,6 +358,7 @@ def train(data: TrainingData, config: TrainConfig,
 
     latent_free = config.optimizer in ("bop", "kbop")
     if latent_free:
+        check_latent_free(model)
         with torch.no_grad():
             for m in model.modules():
                 if isinstance(m, (BinaryLinear, BinaryConv2d)):
