@@ -76,8 +76,9 @@ def _unit_resources(res, *names: str) -> dict:
 
 def _constant_channels(node) -> int:
     """Channels whose threshold lies outside the accumulator range (γ = 0, or saturated)."""
-    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits)
-    return int(np.sum((node.thresholds <= lo) | (node.thresholds > hi)))
+    lo, hi = accumulator_range(node.input_kind, node.in_features, node.in_bits, node.weight_precision)
+    t = node.threshold_matrix
+    return int(np.sum(np.all((t <= lo) | (t > hi), axis=1)))
 
 
 def folding_dict(graph) -> dict:

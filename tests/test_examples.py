@@ -37,7 +37,7 @@ def test_golden_throughput_benchmark_runs(tmp_path):
 
 
 @pytest.mark.rtl("verilator")
-@pytest.mark.parametrize("model", ["digits_mlp.pt", "digits_cnn.pt"])
+@pytest.mark.parametrize("model", ["digits_mlp.pt", "digits_cnn.pt", "digits_w2a2.pt"])
 def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
     """`bnn2hw simulate models/<model>` on the whole test split: hardware accuracy == PyTorch's (the CNN
     takes the flat 64-pixel rows as its (1, 8, 8) images)."""

@@ -58,3 +58,40 @@ def test_flatten_before_first_layer_is_accepted():
 def test_not_a_sequential():
     with pytest.raises(UnsupportedModelError, match="not an nn.Sequential"):
         import_model(BinaryLinear(3, 2), (3,))
+
+
+# -- multi-bit layers (issue 15) ---------------------------------------------------------------------------------
+
+def test_multibit_network_must_end_in_scores_and_names_the_activation():
+    from bnn2hw.nn import QuantAct
+    model = nn.Sequential(InputQuant(2), BinaryLinear(8, 4, weight_bits=2), nn.BatchNorm1d(4), QuantAct(2, "signed"))
+    problems, message = problems_of(model.eval())
+    assert problems == [(3, problems[0][1])] and "the last layer is a QuantAct" in message
+
+
+def test_padding_off_the_activation_grid_is_named_with_its_levels():
+    from bnn2hw.nn import BinaryConv2d, QuantAct
+    model = nn.Sequential(InputQuant(4), BinaryConv2d(1, 4, 3), nn.BatchNorm2d(4), QuantAct(2, "unsigned"),
+                          BinaryConv2d(4, 4, 3, padding=1, pad_value=-1.0), nn.BatchNorm2d(4), BinaryAct(),
+                          nn.Flatten(), BinaryLinear(36, 2)).eval()
+    problems, message = problems_of(model, (1, 5, 5))
+    assert [p for p, _ in problems] == [4]                       # nothing else: the walk stopped there
+    assert "pads with -1, which is not a level of the activation before it (0, 1, 2, 3)" in message
+
+
+def test_padding_with_a_level_of_the_grid_is_exact():
+    """0 is a level of the unsigned grid: a zero-padded convolution after it compiles, and the golden
+    model equals torch (float64) on every input."""
+    import numpy as np
+
+    from bnn2hw import golden
+    from bnn2hw.nn import BinaryConv2d, QuantAct
+    from bnn2hw.passes import fold_batchnorm
+    from bnn2hw.reference import torch_forward
+    model = nn.Sequential(InputQuant(4), BinaryConv2d(1, 4, 3), nn.BatchNorm2d(4), QuantAct(2, "unsigned", 0.5),
+                          BinaryConv2d(4, 3, 3, padding=1, pad_value=0.0, weight_bits=2), nn.BatchNorm2d(3),
+                          QuantAct(3, "signed", 0.25), nn.Flatten(), BinaryLinear(27, 2, weight_bits=4)).eval()
+    x = np.random.default_rng(0).integers(0, 16, size=(64, 1, 5, 5))
+    graph = fold_batchnorm(import_model(model, (1, 5, 5)))
+    assert graph.nodes[1].window.pad_code == 0 and graph.nodes[1].input_kind == "codes"
+    assert np.array_equal(golden.run(graph, x).classes, torch_forward(model, x).argmax(axis=1))

@@ -132,3 +132,19 @@ def test_metadata_subclasses_become_plain_data(tmp_path):
     meta = bnn2hw.load(tmp_path / "m.pt").metadata
     assert meta == {"torch": str(_torch.__version__), "n": 3, "acc": 0.5}
     assert type(meta["torch"]) is str
+
+
+def test_multibit_layers_round_trip(tmp_path):
+    """QuantAct, weight_bits and the channel scale are saved as plain data and rebuilt exactly."""
+    from bnn2hw.nn import QuantAct
+    torch.manual_seed(0)
+    model = nn.Sequential(InputQuant(4), BinaryLinear(8, 6, weight_bits=2, scale=True), nn.BatchNorm1d(6),
+                          QuantAct(3, "signed", 0.25, narrow=True), BinaryLinear(6, 3, weight_bits=4),
+                          nn.BatchNorm1d(3), QuantAct(2, "unsigned", 0.5), BinaryLinear(3, 2)).eval()
+    with torch.no_grad():
+        model[1].weight_scale.uniform_(0.5, 2.0)
+    bnn2hw.save(model, tmp_path / "m.pt", input_shape=(8,))
+    loaded = bnn2hw.load(tmp_path / "m.pt")
+    assert [repr(m) for m in loaded] == [repr(m) for m in model]
+    x = torch.randint(0, 16, (32, 8)).float()
+    assert torch.equal(loaded(x), model(x))

@@ -18,10 +18,11 @@ __all__ = ["compile_cmd"]
 def _layer_table(report: dict) -> Table:
     table = Table(title="layers", title_justify="left")
     for col in ("layer", "in→out", "input", "PE", "SIMD", "cycles", "weights", "consts"):
-        table.add_column(col, justify="left" if col in ("layer", "input") else "right", no_wrap=col == "layer")
+        table.add_column(col, justify="left" if col in ("layer", "input") else "right", no_wrap=col in ("layer", "input"))
     for layer in report["layers"]:
         const = layer.get("threshold_bits", layer.get("affine_bits", 0))
-        kind = "pixels" if "pixels" in layer["input"] else "bits"
+        kind = ("pixels" if "pixels" in layer["input"] else "bits" if layer["input"] == "bits"
+                else "codes " + layer["input"].replace("-bit codes, ", "b×").replace("-bit weights", "b"))
         suffix = {"scores": " (scores)", "conv": f" (conv ×{layer['positions']})"}.get(layer["kind"], "")
         table.add_row(layer["name"] + suffix, f"{layer['in_features']}→{layer['out_features']}", kind,
                       str(layer["pe"]), str(layer["simd"]), str(layer["cycles_per_frame"]), str(layer["weight_bits"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..ir.arith import weight_bits as layer_weight_bits
 from ..plan import NetworkPlan
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_cycles"]
@@ -48,12 +49,19 @@ class NetworkEstimate:
         return asdict(self)
 
 
+def _input_label(layer) -> str:
+    """What a layer reads, for reports: "8-bit pixels", "bits", or "2-bit codes, 2-bit weights"."""
+    if layer.codes:
+        return f"{layer.node.in_bits}-bit codes, {layer.weight_precision}-bit weights"
+    return f"{layer.node.in_bits}-bit pixels" if layer.pixel_bits else "bits"
+
+
 def estimate_cycles(plan: NetworkPlan, clock_mhz: float) -> NetworkEstimate:
     layers = tuple(LayerEstimate(
         name=l.name, kind=l.kind, in_features=l.n_in, out_features=l.n_out,
-        input=f"{l.node.in_bits}-bit pixels" if l.pixel_bits else "bits",
+        input=_input_label(l),
         pe=l.pe, simd=l.simd, neuron_folds=l.nf, synapse_folds=l.sf, positions=l.positions,
-        cycles_per_frame=l.cycles_per_frame, weight_bits=l.n_in * l.n_out, weight_rom_bits=l.weight_rom_bits,
+        cycles_per_frame=l.cycles_per_frame, weight_bits=layer_weight_bits(l.node), weight_rom_bits=l.weight_rom_bits,
         constant_bits=l.const_field_bits * l.n_out) for l in plan.layers)
     bottleneck, ii = plan.bottleneck
     return NetworkEstimate(layers=layers, cycles_per_frame=ii, latency_cycles=plan.latency_cycles,

@@ -13,6 +13,7 @@ import math
 
 from ..errors import FitError
 from ..ir import Folding, Graph
+from ..ir.arith import weight_bits as layer_weight_bits
 from ..plan import NetworkPlan
 from .cost_model import CALIBRATION
 from .families import FAMILIES, LUT_SIZE, capacity_from
@@ -122,7 +123,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
     if fold is not None:
         return fold
     need = _needs(smallest)
-    weight_bits = sum(n.in_features * n.out_features for n in graph.compute_nodes)
+    weight_bits = sum(layer_weight_bits(n) for n in graph.compute_nodes)
     lut_bits = int(cap.get("luts", 0) * margin) * (1 << LUT_SIZE[family])
     bram_bits = cap.get("bram_bits") or 0
     if bram_bits and weight_bits > bram_bits + lut_bits:

@@ -160,11 +160,17 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
     px, acc_w, nbuf = layer.pe_pixel_bits, layer.acc_width, layer.target.input_buffers
     f = dict.fromkeys(COST_MODELS[family], 0.0)
     lanes = layer.lanes
+    planes = layer.weight_precision
     if layer.cycles == 1:
         # one weight row: the weights are constants, the XNORs vanish and equal sums are shared
-        f["const_lanes"] = lanes * lane
-        if px:
-            f["pixel_combine_bits"] = layer.pe * acc_w
+        f["const_lanes"] = lanes * lane * planes
+        if px or layer.codes:
+            f["pixel_combine_bits"] = layer.pe * acc_w * (planes if layer.codes else 1)
+    elif layer.codes:
+        # one masked sum of the lane codes per weight bit-plane, combined with shifts (hw/pe_array.py);
+        # ±1 weights: 2·P − Q with the shared Q. Not yet calibrated against Yosys (docs/benchmarks.md).
+        f["pixel_lane_bits"] = lanes * lane * planes + (word_w if planes == 1 else 0)
+        f["pixel_combine_bits"] = layer.pe * acc_w * planes
     elif px:
         f["pixel_lane_bits"] = lanes * px + word_w                   # PE p_sum trees + the shared q_sum
         f["popcount_lanes"] = lanes                                  # c_ones
@@ -173,13 +179,16 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
         f["popcount_lanes"] = lanes
     f["select_mux"] = max(0, max(1, nbuf) * in_bits - word_w)        # buffers (or the beat) × SF words → one word
     f["acc_bits"] = layer.pe * acc_w                                 # accumulate (from −T or 0)
+    search = layer.search_stages
+    if layer.multi_threshold:          # L comparators per PE (a bank) or B (a binary search), counted like adders
+        f["acc_bits"] += layer.pe * (search or layer.levels) * max(acc_w, layer.threshold_width)
     field_w = layer.out_field_bits
     f["out_bits"] = layer.n_out * field_w                            # result / output register loads
     f["mvu_control"] = 1
     memories = [map_memory(f"{layer.name} weights", _weight_width(layer), max(2, layer.cycles), family,
                            style=layer.rom_style)]
     multipliers = []            # (count, a bits, b bits, product bits, what)
-    if px >= 2:                 # D·(2C − V) with the constant D = 2^bits − 1, one per PE
+    if px >= 2 and not layer.codes:   # D·(2C − V) with the constant D = 2^bits − 1, one per PE
         a, b = px + 1, layer.simd.bit_length() + 2
         multipliers.append((layer.pe, a, b, min(a + b, acc_w - 1),
                             f"the constant {(1 << px) - 1} × (2·C − V) of the pixel sums"))
@@ -190,11 +199,15 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
             f["argmax_bits"] = (layer.n_out - 1) * (score_w + layer.class_width)
         if layer.has_affine:
             f["score_bits"] += layer.pe * score_w                    # + offset
+        if layer.has_affine and layer.common_scale is None:
             multipliers.append((layer.pe, layer.raw_width, layer.scale_width, layer.raw_width + layer.scale_width,
                                 "raw score × scale of the affine head"))
     for what, (fields, width) in layer.constant_fields().items():
         memories.append(map_memory(f"{layer.name} {what}", _field_width(fields, width), max(2, layer.nf), family,
                                    style=layer.const_rom_style))
+    for t in range(1, search):        # a binary search's stage ROMs: one per PE, NF·2^t rows of one field
+        memories += [map_memory(f"{layer.name} search stage {t}", layer.threshold_width, layer.nf << t, family,
+                                style=layer.const_rom_style)] * layer.pe
     dsp, notes = 0, []
     for count, a, b, y, what in multipliers:
         per = _dsp_per_multiplier(a, b, y, family)
@@ -208,7 +221,8 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
     ring = layer.sf if layer.target.onehot_select and layer.sf > 1 else 0      # one-hot word select
     ffs = (nbuf * in_bits + 4 + 2 * (_bits(layer.sf) + _bits(layer.nf)) + _bits(layer.cycles) + 3 + word_w + ring
            + layer.pe * acc_w + (layer.nf - 1) * layer.pe * field_w + layer.n_out * field_w + 1
-           + sum(mem.ffs for mem in memories) + _pipeline_ffs(layer))
+           + sum(mem.ffs for mem in memories) + _pipeline_ffs(layer)
+           + search * (layer.pe * (acc_w + search) + 3 + _bits(layer.nf)))    # binary-search stages
     return _unit(layer.name, "mvu", f, family, ffs, memories, dsp, note)
 
 

@@ -16,13 +16,13 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..golden.conv import pad_code
 from ..io import UnsupportedModule
-from ..ir import BatchNorm, Conv, Dense, Graph, InputSpec, MaxPool, Sign, Window, validate
-from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, hard_sign
+from ..ir import SIGN_GRID, BatchNorm, Conv, Dense, Graph, Grid, InputSpec, MaxPool, Quant, Sign, Window, validate
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, QuantAct, quantize_weight
 
 __all__ = ["import_model", "SUPPORTED_SHAPE"]
 
-SUPPORTED_SHAPE = ("InputQuant → (BinaryConv2d → [MaxPool2d] → [BatchNorm2d] → BinaryAct → [MaxPool2d])* "
-                   "→ [Flatten] → (BinaryLinear → [BatchNorm1d] → BinaryAct)* → BinaryLinear → [BatchNorm1d]")
+SUPPORTED_SHAPE = ("InputQuant → (BinaryConv2d → [MaxPool2d] → [BatchNorm2d] → BinaryAct|QuantAct → [MaxPool2d])* "
+                   "→ [Flatten] → (BinaryLinear → [BatchNorm1d] → BinaryAct|QuantAct)* → BinaryLinear → [BatchNorm1d]")
 
 _HINTS = {
     "Linear": "use bnn2hw.nn.BinaryLinear",
@@ -60,7 +60,7 @@ def _kind(module: nn.Module) -> str | None:
         return "bn"
     if type(module) is nn.MaxPool2d:
         return "pool"
-    if isinstance(module, BinaryAct):
+    if isinstance(module, (BinaryAct, QuantAct)):
         return "act"
     if type(module) is nn.Flatten:
         return "flatten"
@@ -94,6 +94,8 @@ def import_model(model: nn.Module, input_shape) -> Graph:
     state = "start"        # what the next module may be, as a small grammar
     layer_count = 0
     block_pooled = False
+    act_grid = SIGN_GRID   # the grid of the activation feeding the next layer
+    read_all = False
     for pos, (m, k) in enumerate(zip(modules, kinds)):
         if k == "quant":
             if pos != 0:
@@ -131,21 +133,29 @@ def import_model(model: nn.Module, input_shape) -> Graph:
                                           f"unit builds ({lo}..{hi} per axis); retrain within that range"))
             if any(problem[0] == pos for problem in problems):
                 break
-            if m.pad_value == 0.0 and any(m.padding):
+            if m.pad_value == 0.0 and any(m.padding) and (first or act_grid.is_sign):
                 problems.append((pos, "BinaryConv2d pads with 0, which one bit cannot represent exactly; retrain "
                                       "with pad_value=-1 (the default) or +1, or with padding=0"))
-            window = Window((h, w, c), tuple(m.kernel_size), tuple(m.stride), tuple(m.padding),
-                            0 if m.pad_value == 0.0 else pad_code(m.pad_value, first, bits))
+            code = _pad_code(m.pad_value, first, bits, act_grid)
+            if code is None and not any(m.padding):
+                code = 0          # nothing is padded: the code is never used
+            if code is None:
+                levels = ", ".join(f"{v:g}" for v in act_grid.values()[:8]) + (", …" if act_grid.levels > 8 else "")
+                problems.append((pos, f"BinaryConv2d pads with {m.pad_value:g}, which is not a level of the "
+                                      f"activation before it ({levels}); retrain with pad_value set to one of "
+                                      "them (-1, +1 or 0), or with padding=0"))
+                break
+            window = Window((h, w, c), tuple(m.kernel_size), tuple(m.stride), tuple(m.padding), code)
             oh, ow = window.out_hw
             if oh < 1 or ow < 1:
                 problems.append((pos, f"BinaryConv2d kernel {tuple(m.kernel_size)} does not fit the {h}×{w} image "
                                       f"padded by {tuple(m.padding)}"))
                 break
             with torch.no_grad():
-                wt = hard_sign(m.weight.detach().double()).permute(0, 2, 3, 1).reshape(m.out_channels, -1)
+                wt = _codes(m).permute(0, 2, 3, 1).reshape(m.out_channels, -1)
                 b = None if m.bias is None else m.bias.detach().double().numpy()
             nodes.append(Conv(name=f"conv{layer_count}", position=pos, weight=wt.numpy().astype(np.int8), bias=b,
-                              window=window))
+                              weight_precision=m.weight_bits, scale=_scale(m), window=window))
             layer_count += 1
             image, width = (oh, ow, m.out_channels), oh * ow * m.out_channels
             state, block_pooled = "after_conv", False
@@ -183,13 +193,14 @@ def import_model(model: nn.Module, input_shape) -> Graph:
             if m.in_features != width:
                 problems.append((pos, f"BinaryLinear expects {m.in_features} inputs but receives {width}"))
             with torch.no_grad():
-                w = hard_sign(m.weight.detach().double())
+                w = _codes(m)
                 if chw_flatten is not None and m.in_features == width:  # torch flattens (C, H, W); we stream HWC
                     w = w.reshape(m.out_features, *chw_flatten).permute(0, 2, 3, 1).reshape(m.out_features, -1)
                 w = w.numpy().astype(np.int8)
                 b = None if m.bias is None else m.bias.detach().double().numpy()
             chw_flatten = None
-            nodes.append(Dense(name=f"dense{layer_count}", position=pos, weight=w, bias=b))
+            nodes.append(Dense(name=f"dense{layer_count}", position=pos, weight=w, bias=b,
+                               weight_precision=m.weight_bits, scale=_scale(m)))
             layer_count += 1
             width = m.out_features
             state = "after_dense"
@@ -220,19 +231,46 @@ def import_model(model: nn.Module, input_shape) -> Graph:
             if state not in ("after_dense", "after_bn", "after_conv"):
                 problems.append((pos, "BinaryAct must follow a BinaryLinear or BinaryConv2d (optionally with its "
                                       "BatchNorm)"))
-            nodes.append(Sign(name=f"sign{layer_count - 1}", position=pos))
+            if isinstance(m, QuantAct) and Grid(*m.grid) != SIGN_GRID:
+                nodes.append(Quant(name=f"quant{layer_count - 1}", position=pos, grid=Grid(*m.grid), bits=m.bits,
+                                   mode=m.mode, scale=m.scale, narrow=m.narrow))
+                act_grid = nodes[-1].grid
+            else:     # QuantAct(1) on the symmetric grid with scale 1 is the hard sign, exactly BinaryAct
+                nodes.append(Sign(name=f"sign{layer_count - 1}", position=pos))
+                act_grid = SIGN_GRID
             state = "after_act"
+    else:
+        read_all = True        # no problem stopped the walk early: the last module read is the last one
     if layer_count == 0 and not problems:
         problems.append((None, "the model has no BinaryLinear layer"))
     elif image is not None and not problems:
         problems.append((len(modules) - 1, "the network ends in a convolution block; add nn.Flatten() and a "
                                             "BinaryLinear that gives class scores"))
-    elif state in ("after_act", "after_pool_act"):
-        problems.append((len(modules) - 1, "the last layer is a BinaryAct, but the network must end with a "
+    elif state in ("after_act", "after_pool_act") and read_all:
+        last = next(type(m).__name__ for m in reversed(modules) if isinstance(m, (BinaryAct, QuantAct)))
+        problems.append((len(modules) - 1, f"the last layer is a {last}, but the network must end with a "
                                             "BinaryLinear (optionally with BatchNorm1d) that gives class scores"))
     if problems:
         raise UnsupportedModelError(problems, hint=f"bnn2hw compiles {SUPPORTED_SHAPE}")
     return validate(Graph(input=InputSpec(shape=input_shape, bits=bits), nodes=tuple(nodes)))
+
+
+def _codes(m) -> torch.Tensor:
+    """The layer's integer weight codes in float64 (±1 for binary layers)."""
+    return quantize_weight(m.weight.detach().double(), m.weight_bits)
+
+
+def _scale(m) -> np.ndarray | None:
+    scale = m.channel_scale()
+    return None if scale is None else scale.detach().double().numpy()
+
+
+def _pad_code(pad_value: float, first: bool, bits: int, act_grid: Grid) -> int | None:
+    """The input code a padded tap holds: a pixel or bit code for the first layer and after a sign,
+    else the code of the level equal to ``pad_value`` (None if no level is)."""
+    if first or act_grid.is_sign:
+        return pad_code(pad_value, first, bits) if pad_value != 0.0 else 0
+    return act_grid.code_of(pad_value)
 
 
 def _pair(value) -> tuple[int, int]:

@@ -1,12 +1,12 @@
-"""The accumulator arithmetic every golden layer shares: XNOR-popcount of packed bits, or the signed
-sum of ±q for a pixel input. Dense layers apply it once per sample, convolutions once per window
+"""The accumulator arithmetic every golden layer shares: XNOR-popcount of packed bits, the signed
+sum of ±q for a pixel input, or Σ w·x over unsigned codes and signed integer weights (multi-bit). Dense layers apply it once per sample, convolutions once per window
 (golden/conv.py); golden/execute.py chains the layers."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import PIXELS
+from ..ir import CODES, PIXELS
 from .packing import pack_bits
 
 __all__ = ["layer_accumulators"]
@@ -23,6 +23,12 @@ def layer_accumulators(node, inputs: np.ndarray, in_bits: int) -> np.ndarray:
 
     ``inputs`` are pixels (n, in) int64 for :data:`PIXELS` layers and 0/1 bits (n, in) for :data:`BITS`.
     """
+    if node.input_kind == CODES:
+        w = node.weights
+        bound = node.in_features * int(np.abs(w).max(initial=0)) * ((1 << in_bits) - 1)
+        if bound < 2 ** 52:      # exact in float64, as for pixels below
+            return (inputs.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        return inputs.astype(np.int64) @ w.T
     if node.input_kind == PIXELS:
         q = 2 * inputs.astype(np.int64) - ((1 << in_bits) - 1)
         # Every product and partial sum is an integer below 2**53 in magnitude (|A| <= N * 255), so

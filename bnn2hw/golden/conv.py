@@ -57,10 +57,11 @@ def conv_accumulators(node, win: np.ndarray, in_bits: int) -> np.ndarray:
 
 
 def pool_bits(bits: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], and_mask) -> np.ndarray:
-    """Max-pool (n, H, W, C) output bits without padding: OR per window, AND where ``and_mask``."""
+    """Max-pool (n, H, W, C) output bits or codes without padding: OR (max) per window, AND (min)
+    where ``and_mask``."""
     view = np.lib.stride_tricks.sliding_window_view(bits, kernel, axis=(1, 2))[:, ::stride[0], ::stride[1]]
     h, w = bits.shape[1:3]
     view = view[:, :output_size(h, kernel[0], stride[0], 0), :output_size(w, kernel[1], stride[1], 0)]
     any_ = view.max(axis=(-2, -1))
     all_ = view.min(axis=(-2, -1))
-    return np.where(np.asarray(and_mask, dtype=bool)[None, None, None, :], all_, any_).astype(np.uint8)
+    return np.where(np.asarray(and_mask, dtype=bool)[None, None, None, :], all_, any_).astype(bits.dtype)

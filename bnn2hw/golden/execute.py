@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputDataError
-from ..ir import PIXELS, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
+from ..ir import BITS, CODES, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
 from .accumulate import layer_accumulators
 from .conv import conv_accumulators, pool_bits, windows
 
 __all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators", "node_outputs",
-           "channel_last"]
+           "channel_last", "threshold_outputs", "node_in_bits"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,17 @@ def check_inputs(graph: Graph, x) -> np.ndarray:
 
 
 def raw_scores(node: ScoresDense, acc: np.ndarray) -> np.ndarray:
-    """Signed pre-affine score: s = 2p - N for a bits input, the signed sum itself for pixels."""
-    return acc if node.input_kind == PIXELS else 2 * acc - node.in_features
+    """Signed pre-affine score: s = 2p - N for a bits input, the signed sum itself for pixels and codes."""
+    return 2 * acc - node.in_features if node.input_kind == BITS else acc
+
+
+def threshold_outputs(node: ThresholdDense, acc: np.ndarray) -> np.ndarray:
+    """Output bits or codes of a threshold layer from its accumulators (..., out): the number of the
+    channel's thresholds the accumulator reaches (one threshold: the output bit)."""
+    t = node.threshold_matrix
+    if t.shape[1] == 1:
+        return (acc >= t[:, 0]).astype(np.uint8)
+    return (acc[..., None] >= t).sum(axis=-1).astype(np.uint8)
 
 
 def channel_last(graph: Graph, data: np.ndarray) -> np.ndarray:
@@ -75,6 +84,12 @@ def channel_last(graph: Graph, data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data.reshape(-1, c, h, w).transpose(0, 2, 3, 1)).reshape(len(data), -1)
 
 
+def node_in_bits(node, pixel_bits: int) -> int:
+    """Bits of the input elements a compute node reads: its own code width for codes, else the
+    network's pixel width (which a bits layer ignores)."""
+    return node.in_bits if node.input_kind == CODES else pixel_bits
+
+
 def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | None, np.ndarray]:
     """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order."""
     n = data.shape[0]
@@ -84,11 +99,11 @@ def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | Non
     if isinstance(node, ThresholdConv):
         win = node.window
         acc = conv_accumulators(node, windows(data.reshape((n,) + win.in_shape), win.kernel, win.stride,
-                                              win.padding, win.pad_code), in_bits)
-        return acc.reshape(n, -1), (acc >= node.thresholds[None, None, :]).astype(np.uint8).reshape(n, -1)
-    acc = layer_accumulators(node, data, in_bits)
+                                              win.padding, win.pad_code), node_in_bits(node, in_bits))
+        return acc.reshape(n, -1), threshold_outputs(node, acc).reshape(n, -1)
+    acc = layer_accumulators(node, data, node_in_bits(node, in_bits))
     if isinstance(node, ThresholdDense):
-        return acc, (acc >= node.thresholds[None, :]).astype(np.uint8)
+        return acc, threshold_outputs(node, acc)
     raw = raw_scores(node, acc)
     return acc, raw * node.scale[None, :] + node.offset[None, :] if node.has_affine else raw
 

@@ -1,11 +1,13 @@
 """Convolution unit: a sliding-window unit feeding a matrix-vector unit.
 
 Input ``i``: one pixel per beat (C channels of ``window.elem_bits``), raster order, frames back to
-back. Output ``o``: one output pixel per beat (``mvu.n_out`` bits, channel c at bit c), raster order.
+back. Output ``o``: one output pixel per beat (``mvu.n_out`` fields of ``mvu.out_bits``, channel c at
+bits [c·out_bits, (c+1)·out_bits): one bit per channel for a binary output), raster order.
 Each window is one MVU input vector (n_in = kh·kw·C, (ky, kx, c) order, hw/sliding_window.py).
 
 Latency / throughput (K = NF·SF of the MVU, positions = oh·ow):
-    * a window on the window unit's output is on ``o`` K + 2 cycles after the MVU accepts it;
+    * a window on the window unit's output is on ``o`` ``mvu.latency_cycles`` after the MVU accepts it
+      (K + 2, more with pipeline or binary-search stages);
     * cycles per frame: max(window.cycles_per_frame, positions · K) when one side clearly dominates
       (``cycles_per_frame``); the two are coupled directly, the MVU's two input buffers absorbing the
       window unit's row transitions.
@@ -45,7 +47,7 @@ class ConvParams:
 
     @property
     def out_payload_bits(self) -> int:
-        return self.mvu.n_out
+        return self.mvu.out_payload_bits
 
     @property
     def positions(self) -> int:

@@ -1,12 +1,17 @@
-"""Max-pool unit on binary activations: k × k windows, stride s, no padding, per-channel OR or AND.
+"""Max-pool unit on binary activations or unsigned codes: k × k windows, stride s, no padding,
+per-channel max (OR) or min (AND).
 
 Channel c pools with OR (max of ±1: pooling after the sign, or a channel whose BatchNorm scale is
 positive) or, where ``and_mask[c]`` is set, with AND (min of ±1: a channel with negative scale when
 the model pools before BatchNorm + sign, TRAINING_AND_INTEGER_MATH.md §7.4).
 
-Input ``i``: one pixel (C bits, channel c at bit c) per beat, raster order, frames back to back.
-Output ``o``: one pooled pixel (C bits) per beat, raster order over the (H − k)//s + 1 rows and
-(W − k)//s + 1 columns.
+Multi-bit codes (``elem_bits`` = b ≥ 2, e.g. the q = Σ [A ≥ T_k] outputs of a multi-threshold
+layer): channel c is an unsigned b-bit field and pools with max, or min where ``and_mask[c]``; for
+b = 1 these are exactly the OR and AND above.
+
+Input ``i``: one pixel (C fields of ``elem_bits``, channel c at bits [c·b, (c+1)·b)) per beat, raster
+order, frames back to back. Output ``o``: one pooled pixel (the same layout) per beat, raster order
+over the (H − k)//s + 1 rows and (W − k)//s + 1 columns.
 
 It is a :class:`SlidingWindowUnit` (kernel k × k, stride s, no padding) whose window register is
 reduced combinationally, so latency and stall behaviour are the window unit's.
@@ -15,9 +20,9 @@ Latency / throughput:
       on ``o`` 2 cycles later, the rest follow one input column per cycle;
     * free-running: H·W cycles per frame (one pixel accepted per cycle; without padding the scan
       of (ow − 1)·s + k ≤ W columns per pooled row never dominates).
-Resources: the window unit's line buffer (``window.slots`` rows × W × C bits; about 2k rows, e.g.
-4 for 2 × 2/s2 on an even height: one pooled row's rows and the next one's) and k²·C window bits,
-plus C reduction gates of k² inputs.
+Resources: the window unit's line buffer (``window.slots`` rows × W × C·b bits; about 2k rows, e.g.
+4 for 2 × 2/s2 on an even height: one pooled row's rows and the next one's) and k²·C·b window bits,
+plus C reduction gates of k² inputs (b = 1), or C trees of k² − 1 b-bit compare-and-select (b ≥ 2).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Module, unsigned
+from amaranth.hdl import Cat, Module, Mux, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +49,7 @@ class MaxPoolParams:
     stride: int = 2
     and_mask: tuple[bool, ...] | None = None
     extra_rows: int = 0                  # passed to the window unit (line-buffer rows for FIFO sizing)
+    elem_bits: int = 1                   # bits per channel: 1 (binary), 2..8 (unsigned codes)
 
     def __post_init__(self):
         """Parameters are checked (and the mask normalised to C bools) before any hardware object exists."""
@@ -51,6 +57,8 @@ class MaxPoolParams:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.elem_bits, int) or not 1 <= self.elem_bits <= 8:
+            raise ValueError(f"elem_bits must be an integer in 1..8, not {self.elem_bits!r}")
         for name in ("kernel", "stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= 4:
@@ -65,7 +73,7 @@ class MaxPoolParams:
 
     @property
     def window(self) -> WindowParams:
-        return WindowParams(self.height, self.width, self.channels, elem_bits=1, kernel=self.kernel,
+        return WindowParams(self.height, self.width, self.channels, elem_bits=self.elem_bits, kernel=self.kernel,
                             stride=self.stride, padding=0, extra_rows=self.extra_rows)
 
     @property
@@ -82,15 +90,16 @@ class MaxPoolParams:
 
     @property
     def in_payload_bits(self) -> int:
-        return self.channels
+        return self.channels * self.elem_bits
 
     @property
     def out_payload_bits(self) -> int:
-        return self.channels
+        return self.channels * self.elem_bits
 
 
 def reference_maxpool(bits, k: int, s: int, and_mask) -> np.ndarray:
-    """Pool ``bits`` (frames, H, W, C) of 0/1 → (frames, oh, ow, C): OR per channel, AND where ``and_mask``."""
+    """Pool ``bits`` (frames, H, W, C) of 0/1 or unsigned codes (up to 8 bits) → (frames, oh, ow, C):
+    max (OR) per channel, min (AND) where ``and_mask``."""
     bits = np.asarray(bits).astype(np.uint8)
     if bits.ndim != 4:
         raise ValueError(f"bits must have shape (frames, H, W, C), not {bits.shape}")
@@ -103,13 +112,14 @@ def reference_maxpool(bits, k: int, s: int, and_mask) -> np.ndarray:
 
 
 class MaxPoolUnit(wiring.Component):
-    """See the module docstring. Members: ``i`` and ``o``, streams of C-bit pixels (channel c at bit c)."""
+    """See the module docstring. Members: ``i`` and ``o``, streams of C·elem_bits-bit pixels (channel c
+    at bits [c·elem_bits, (c+1)·elem_bits))."""
 
     def __init__(self, params: MaxPoolParams):
         self._p = params
         super().__init__({
-            "i": In(stream.Signature(unsigned(params.channels))),
-            "o": Out(stream.Signature(unsigned(params.channels))),
+            "i": In(stream.Signature(unsigned(params.in_payload_bits))),
+            "o": Out(stream.Signature(unsigned(params.out_payload_bits))),
         })
 
     def elaborate(self, platform):
@@ -119,9 +129,19 @@ class MaxPoolUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), window.i)
         taps = p.kernel * p.kernel
         pooled = []
+        eb = p.elem_bits
         for c, use_and in enumerate(p.and_mask):
-            bits = Cat(*(window.o.payload[t * p.channels + c] for t in range(taps)))
-            pooled.append(bits.all() if use_and else bits.any())
+            if eb == 1:
+                bits = Cat(*(window.o.payload[t * p.channels + c] for t in range(taps)))
+                pooled.append(bits.all() if use_and else bits.any())
+                continue
+            # b-bit codes: a balanced tree of compare-and-select, max (or min where and_mask)
+            level = [window.o.payload[(t * p.channels + c) * eb:(t * p.channels + c + 1) * eb] for t in range(taps)]
+            while len(level) > 1:
+                pick = (lambda a, b: Mux(a < b, a, b)) if use_and else (lambda a, b: Mux(a > b, a, b))
+                level = [pick(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
+                         for i in range(0, len(level), 2)]
+            pooled.append(level[0])
         m.d.comb += [self.o.valid.eq(window.o.valid), window.o.ready.eq(self.o.ready),
                      self.o.payload.eq(Cat(*pooled))]
         return m

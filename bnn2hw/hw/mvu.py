@@ -1,4 +1,4 @@
-"""Matrix-vector unit: PE × SIMD XNOR-popcount (or ±pixel) MAC with thresholds or class scores.
+"""Matrix-vector unit: PE × SIMD XNOR-popcount (±pixel, or integer code) MAC with thresholds or class scores.
 
 One component serves every dense layer. It takes a whole input vector per stream beat, computes
 PE output channels × SIMD inputs per cycle from a weight ROM, and emits the whole output vector as
@@ -7,22 +7,49 @@ one beat: output bits (``Threshold``) or integer class scores plus their argmax 
 the thresholds moved onto popcounts (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉) by the plan, which hands the
 unit every ROM in its final form (bnn2hw/plan/layer.py).
 
+Multi-bit precision (``MVUParams.codes``, ``weight_precision``, ``levels``): with ``codes`` the input
+lanes are unsigned ``pixel_bits``-bit integers x and the weights signed integers w of
+``weight_precision`` bits (1: ±1, bit 1 = +1; k ≥ 2: k-bit two's complement, ternary = 2), and the
+PE accumulates A_j = Σ_s w_js · x_s exactly (hw/pe_array.py). With ``levels`` L ≥ 2 a threshold layer's
+accumulator starts at 0 and channel j outputs q_j = Σ_k [A_j ≥ T_jk] over its L thresholds (a
+comparator bank on the final accumulator value, in the stage where L = 1 takes the sign bit), an
+unsigned field of ``out_bits`` = max(1, L.bit_length()) bits, channel c at bits [c·out_bits, …).
+A is the datapath's accumulator: the popcount for XNOR lanes, Σ ±(2x − D) for pixels, Σ w·x for codes.
+
 Latency / throughput (K = NF·SF, NF = ⌈out/PE⌉, SF = ⌈in/SIMD⌉, P = ``MVUParams.pipeline``):
     * an input beat offered in cycle t gives ``o.valid`` in cycle t + K + 2 + P (no stalls): input
       buffer, ROM read, P pipeline registers in the PE array, output register
       (``MVUParams.latency_cycles``; one cycle less without an input buffer);
     * initiation interval K cycles for every P: two input buffers let the next frame load while one
       computes, the pipeline takes a new word every cycle, and the output register is refilled in
-      the same cycle it is read.
+      the same cycle it is read;
+    * codes, weight precision and L thresholds change none of this: the comparator bank is
+      combinational on the last accumulator value, where L = 1 takes the sign bit.
 Resources:
-    * weight ROM NF·SF × PE·SIMD bits, threshold/affine ROM NF rows (``rom_style``: block RAM, LUT RAM
-      or logic, by the target);
+    * weight ROM NF·SF × PE·SIMD·``weight_precision`` bits, threshold/affine ROM NF rows (PE·L
+      threshold fields per row; ``rom_style``: block RAM, LUT RAM or logic, by the target);
     * ``input_buffers`` (2, 1 or 0) input buffers (in × pixel bits), one result shift register
       ((NF − 1)·PE bits or scores) and one output register (out bits or scores), P × (PE partial sums + control)
       pipeline flip-flops;
     * PE popcount (or signed adder) trees of SIMD inputs shaped for the target's LUT size
       (hw/pe_array.py) and PE accumulators. Threshold layers start each accumulator at −T (the ROM
-      holds −T), so the output bit is the accumulator's sign: no comparator.
+      holds −T), so the output bit is the accumulator's sign: no comparator;
+    * codes: PE × ``weight_precision`` adder trees of SIMD ``pixel_bits``-bit lanes (one weight bit
+      plane each, hw/pe_array.py);
+    * L ≥ 2 thresholds, as the target chooses (``search_stages``, bnn2hw/plan/target.py):
+      - a comparator bank (``search_stages`` = 0): L comparators of acc_width bits per PE and an adder
+        of their L result bits, on the final accumulator value, in the stage where L = 1 takes the sign
+        bit; the threshold ROM has PE·L fields per row. For FINN's W1A2/W2A2 layers (L = 2 or 3) and up
+        to 4-bit outputs (L = 15) this is the smaller and shallower form: L parallel comparators are one
+        carry chain deep each, with no extra register stage or ROM;
+      - a pipelined binary search (``search_stages`` = B = out_bits, for wider outputs): stage t
+        compares A with one threshold, T_m, m = (2·prefix + 1)·2^(B−1−t), chosen by the t bits of q
+        decided before it, and adds one bit. Stage 0 reads the threshold ROM (PE fields, T_{2^(B−1)});
+        stage t ≥ 1 reads one ROM per PE of NF·2^t rows of one field, addressed by (nf, prefix) in the
+        stage before. B comparators and B·PE·(acc_width + B) flip-flops instead of 2^B − 1 comparators
+        (255 per PE for 8 bits, whose ROM row of PE·255 fields no block RAM holds); B cycles more
+        latency, the same initiation interval. Missing thresholds (m > L) hold acc_max + 1, never reached;
+      the result and output registers hold out_bits per channel.
 """
 
 from __future__ import annotations
@@ -52,10 +79,10 @@ def datapath_pixel_bits(pixel_bits: int) -> int:
     return 0 if pixel_bits <= 1 else pixel_bits
 
 
-def extra_cycles(input_buffers: int, pipeline: int) -> int:
+def extra_cycles(input_buffers: int, pipeline: int, search_stages: int = 0) -> int:
     """Cycles a unit's latency adds to its K compute cycles: the input buffer load (if any), the ROM
-    read, ``pipeline`` PE-array stages and the output register."""
-    return (2 if input_buffers else 1) + pipeline
+    read, ``pipeline`` PE-array stages, ``search_stages`` binary-search stages and the output register."""
+    return (2 if input_buffers else 1) + pipeline + search_stages
 
 
 class UnitShape:
@@ -101,16 +128,18 @@ class MVUParams(UnitShape):
     n_out: int
     pe: int
     simd: int
-    pixel_bits: int                      # 0: binary input; 1..8: unsigned pixels of that width
+    pixel_bits: int                      # 0: binary input; 1..8: unsigned pixels (or codes) of that width
     weight_rows: tuple[int, ...]
     acc_width: int = 0                   # PE accumulator bits (signed, or unsigned for a binary scores head)
     threshold_rows: tuple[int, ...] = ()  # −T per channel, the accumulator's start value (a popcount
-                                         # threshold with 1-bit pixels): PE fields of threshold_width bits
-    threshold_width: int = 0             # signed width of the −T fields
+                                         # threshold with 1-bit pixels): PE fields of threshold_width bits;
+                                         # levels L ≥ 2: T_jk (ascending) in field j·L + k of PE·L fields
+    threshold_width: int = 0             # signed width of the −T (or T_jk) fields
     scores: bool = False                 # last layer: scores + argmax instead of output bits
     score_width: int = 0
-    scale_rows: tuple[int, ...] = ()     # affine head only
+    scale_rows: tuple[int, ...] = ()     # affine head only: a scale per class (none: score_scale for all)
     offset_rows: tuple[int, ...] = ()
+    score_scale: int = 1                 # affine head without scale rows: one constant scale for every class
     scale_width: int = 0
     offset_width: int = 0
     class_index: bool = True             # scores head: also drive o.payload.cls (0 when False)
@@ -126,6 +155,16 @@ class MVUParams(UnitShape):
                                          # 0: words are read from the held input beat itself (no buffer)
     onehot_select: bool = False          # pick the SIMD word with a one-hot ring (AND-OR, SF flip-flops)
                                          # instead of a multiplexer on the word counter (LUT4 targets)
+    # ---- multi-bit precision (module docstring); the defaults keep the binary / pixel datapaths ----
+    codes: bool = False                  # lanes are unsigned pixel_bits-bit codes x: A = Σ w·x exactly
+    weight_precision: int = 1            # weight ROM bits per weight: 1: ±1 (bit 1 = +1); k ≥ 2 (codes
+                                         # only): k-bit two's complement (2: ternary)
+    levels: int = 1                      # thresholds per channel L: 1: output bit A ≥ T (start at −T);
+                                         # 2..255 (threshold layers): q = Σ_k [A ≥ T_k], out_bits wide
+    search_stages: int = 0               # L ≥ 2: 0 = a bank of L comparators; B = out_bits: a pipelined
+                                         # binary search, one comparator per stage (module docstring)
+    search_rows: tuple[tuple[tuple[int, ...], ...], ...] = ()   # stage t = 1 .. B − 1, lane j: NF·2^t
+                                         # rows of one threshold_width field, row nf·2^t + prefix
 
     def __post_init__(self):
         """Parameters are checked here, before any hardware object exists."""
@@ -153,15 +192,42 @@ class MVUParams(UnitShape):
         for name in ("rom_style", "const_rom_style"):
             if getattr(p, name) not in ROM_STYLES:
                 raise ValueError(f"{name} must be one of {ROM_STYLES}, not {getattr(p, name)!r}")
+        if not isinstance(p.codes, bool):
+            raise ValueError(f"codes must be True or False, not {p.codes!r}")
+        if p.codes and p.pixel_bits < 1:
+            raise ValueError("codes=True needs pixel_bits 1..8 (the unsigned code width), not 0")
+        if not isinstance(p.weight_precision, int) or not 1 <= p.weight_precision <= 8:
+            raise ValueError(f"weight_precision must be an integer in 1..8, not {p.weight_precision!r}")
+        if p.weight_precision > 1 and not p.codes:
+            raise ValueError(f"weight_precision {p.weight_precision} needs codes=True (the XNOR and ±pixel "
+                             "datapaths take 1-bit weights)")
+        if not isinstance(p.levels, int) or not 1 <= p.levels <= 255:
+            raise ValueError(f"levels must be an integer in 1..255, not {p.levels!r}")
+        if p.levels > 1 and p.scores:
+            raise ValueError(f"levels {p.levels} is for threshold layers; a scores head has no thresholds")
+        if p.search_stages not in (0, p.out_bits) or (p.search_stages and p.levels < 2):
+            raise ValueError(f"search_stages must be 0 (comparator bank) or out_bits = {p.out_bits} with levels "
+                             f">= 2, not {p.search_stages!r}")
+        if p.search_stages:
+            shape = tuple((p.nf << t,) * p.pe for t in range(1, p.search_stages))
+            if tuple(tuple(len(lane) for lane in stage) for stage in p.search_rows) != shape:
+                raise ValueError(f"search_rows must hold, for stages 1..{p.search_stages - 1}, {p.pe} lanes of "
+                                 "NF·2^stage rows each")
 
     @property
     def acc_signed(self) -> bool:
-        """Threshold layers start at −T, and pixel sums are signed; only a binary scores head's popcount is not."""
-        return bool(self.pe_pixel_bits) or not self.scores
+        """Threshold layers start at −T (or compare signed thresholds), and pixel and code sums are
+        signed; only a binary scores head's popcount is not."""
+        return bool(self.pe_pixel_bits) or not self.scores or self.codes
+
+    @property
+    def out_bits(self) -> int:
+        """Bits per output channel of a threshold layer: 1, or q = 0..L for L ≥ 2 thresholds."""
+        return max(1, self.levels.bit_length())
 
     @property
     def has_affine(self) -> bool:
-        return bool(self.scale_rows)
+        return bool(self.scale_rows or self.offset_rows)
 
     @property
     def in_payload_bits(self) -> int:
@@ -169,16 +235,22 @@ class MVUParams(UnitShape):
 
     @property
     def out_payload_bits(self) -> int:
-        return self.n_out * self.score_width + self.class_width if self.scores else self.n_out
+        return self.n_out * self.score_width + self.class_width if self.scores else self.n_out * self.out_bits
 
     @property
     def cycles_per_frame(self) -> int:
         return self.cycles
 
     @property
+    def threshold_fields(self) -> int:
+        """Fields per row of the threshold ROM: PE·L for a comparator bank, else PE (a binary search's
+        first stage, or one threshold)."""
+        return self.pe * (self.levels if self.levels > 1 and not self.search_stages else 1)
+
+    @property
     def pipeline_cycles(self) -> int:
         """Cycles beyond the K compute cycles (:func:`extra_cycles`)."""
-        return extra_cycles(self.input_buffers, self.pipeline)
+        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages)
 
     @property
     def latency_cycles(self) -> int:
@@ -187,11 +259,13 @@ class MVUParams(UnitShape):
 
     @property
     def weight_rom_bits(self) -> int:
-        return self.cycles * self.pe * self.simd
+        return self.cycles * self.pe * self.simd * self.weight_precision
 
     @property
     def const_rom_bits(self) -> int:
-        return self.nf * self.pe * (self.threshold_width + self.scale_width + self.offset_width)
+        thresholds = self.nf * self.threshold_width * (self.pe * ((1 << self.search_stages) - 1)
+                                                         if self.search_stages else self.threshold_fields)
+        return thresholds + self.nf * self.pe * (self.scale_width + self.offset_width)
 
 
 def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.StructLayout:
@@ -241,8 +315,9 @@ class MatrixVectorUnit(wiring.Component):
     -------
     i : In(stream.Signature(n_in · lane bits))
         Input vectors: ``n_in`` bits, or ``n_in`` pixels of ``pixel_bits``, element 0 at the LSB.
-    o : Out(stream.Signature(n_out or :func:`scores_layout`))
-        Output vectors: ``n_out`` bits, or the class scores and their argmax.
+    o : Out(stream.Signature(n_out · out_bits or :func:`scores_layout`))
+        Output vectors: ``n_out`` bits (``n_out`` fields of ``out_bits`` for L ≥ 2 thresholds), or
+        the class scores and their argmax.
 
     ``elaborate`` builds the unit stage by stage, in stream order, one method each: input buffers,
     the issue stage (counters, word select, weight ROM), the first stage, the PE array's pipeline
@@ -254,7 +329,8 @@ class MatrixVectorUnit(wiring.Component):
     def __init__(self, params: MVUParams):
         p = params
         self._p = p
-        out_shape = (scores_layout(p.n_out, p.score_width, p.class_width) if p.scores else unsigned(p.n_out))
+        out_shape = (scores_layout(p.n_out, p.score_width, p.class_width) if p.scores
+                     else unsigned(p.out_payload_bits))
         super().__init__({
             "i": In(stream.Signature(unsigned(p.n_in * p.lane_bits))),
             "o": Out(stream.Signature(out_shape)),
@@ -352,7 +428,7 @@ class MatrixVectorUnit(wiring.Component):
                     if nbuf == 1:
                         with m.If(~(self.i.valid & self.i.ready)):     # else refilled in this same cycle
                             m.d.sync += full[0].eq(0)
-        m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd), depth=max(2, p.cycles),
+        m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd * p.weight_precision), depth=max(2, p.cycles),
                                              init=self._rom_rows(p.weight_rows), attrs=self._rom_attrs(p.rom_style))
         d.w_rd = w_rd = wrom.read_port(domain="sync")
         m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(d.advance)]
@@ -398,13 +474,16 @@ class MatrixVectorUnit(wiring.Component):
         the last (none when P = 0)."""
         p = self._p
         const_addr = d.nf_ctr
-        for k in range(p.pipeline):
+        # a binary search reads its first threshold in the stage after the last (search stage 0)
+        for k in range(p.pipeline + (1 if p.search_stages else 0)):
             nf_k = Signal(range(max(2, p.nf)), name="s1_nf" if k == 0 else f"p{k}_nf", reset_less=True)
             with m.If(d.advance):
                 m.d.sync += nf_k.eq(const_addr)
             const_addr = nf_k
+        d.const_nf = const_addr
         d.chan_ports = {}
-        for name, rows, width in (("thresholds", () if p.scores else p.threshold_rows, p.threshold_width * p.pe),
+        for name, rows, width in (("thresholds", () if p.scores else p.threshold_rows,
+                                   p.threshold_width * p.threshold_fields),
                                   ("scales", p.scale_rows, p.scale_width * p.pe),
                                   ("offsets", p.offset_rows, p.offset_width * p.pe)):
             if rows:
@@ -415,13 +494,14 @@ class MatrixVectorUnit(wiring.Component):
                 d.chan_ports[name] = port
 
     def _accumulate(self, m: Module, d: _Datapath) -> None:
-        """The PE array and its accumulators: each starts at −T (thresholds) or 0 (scores)."""
+        """The PE array and its accumulators: each starts at −T (thresholds) or 0 (scores, L ≥ 2 thresholds)."""
         p = self._p
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
         acc_w = p.acc_width
-        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pe_pixel_bits, tail, acc_w, lut_inputs=p.lut_inputs,
-                                                compressor=p.compressor, carry_adders=p.carry_adders,
-                                                stages=p.pipeline)
+        codes = dict(codes=True, weight_precision=p.weight_precision) if p.codes else {}
+        m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits if p.codes else p.pe_pixel_bits, tail, acc_w,
+                                                lut_inputs=p.lut_inputs, compressor=p.compressor,
+                                                carry_adders=p.carry_adders, stages=p.pipeline, **codes)
         m.d.comb += [lanes.x.eq(d.s1_x), lanes.w.eq(d.w_rd.data), lanes.last_word.eq(d.s1_sf == p.sf - 1),
                      lanes.en.eq(d.advance)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
@@ -430,9 +510,9 @@ class MatrixVectorUnit(wiring.Component):
         is_signed = p.acc_signed
         lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
                              else v[j * acc_w:(j + 1) * acc_w])
-        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if p.pe_pixel_bits
+        partial = lambda j: (lanes.partial[j * acc_w:(j + 1) * acc_w].as_signed() if p.pe_pixel_bits or p.codes
                              else lanes.partial[j * acc_w:(j + 1) * acc_w])
-        if p.scores:
+        if p.scores or p.levels > 1:
             start = lambda j: 0
         else:
             t_data, ntw = d.chan_ports["thresholds"].data, p.threshold_width
@@ -447,26 +527,37 @@ class MatrixVectorUnit(wiring.Component):
         """Per-neuron-fold results are collected until the frame is complete, then the output register
         takes the frame; the stall condition and (without an input buffer) i.ready are set here."""
         p = self._p
-        frame_done = d.c_done          # = c_valid & c_last & (the last neuron fold), registered
+        if p.scores:
+            lane_vals = self._scores(m, d.acc_next, d.chan_ports)
+            field_w = p.score_width
+            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
+        elif p.search_stages:
+            lane_vals, (fin_valid, fin_last, frame_done) = self._search(m, d)
+            field_w = p.out_bits
+        elif p.levels > 1:
+            lane_vals = self._levels(m, d.acc_next, d.chan_ports["thresholds"].data)
+            field_w = p.out_bits
+            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
+        else:
+            acc_w = p.acc_width
+            lane_vals = [~d.acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
+            field_w = 1
+            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
+        # frame_done = valid & last & (the last neuron fold) of the final stage, registered
         held = Signal()                # a finished frame meets a full output register (both flip-flops)
         m.d.comb += [held.eq(frame_done & d.o_full), d.advance.eq(~held | self.o.ready)]
-        if d.nbuf == 0 and p.cycles > p.pipeline + 1:
-            # = refill without o.ready: a frame's done flag reaches the last stage P + 1 advancing
-            # cycles after its last word was issued, when at most P words of the next frame are issued
-            # (addr ≤ P < K − 1), so `held` and `last_beat` are never 1 together and the unit always
+        stages = p.pipeline + p.search_stages
+        if d.nbuf == 0 and p.cycles > stages + 1:
+            # = refill without o.ready: a frame's done flag reaches the final stage P + B + 1 advancing
+            # cycles after its last word was issued (B: binary-search stages), when at most P + B words
+            # of the next frame are issued (addr ≤ P + B < K − 1), so `held` and `last_beat` are never
+            # 1 together and the unit always
             # advances when it takes a beat. No combinational path then runs from o.ready to i.ready:
             # a network's ready chain stops at every unit instead of crossing all of them in a cycle.
             m.d.comb += self.i.ready.eq(self.i.valid & d.last_beat)
         elif d.nbuf == 0:
             m.d.comb += self.i.ready.eq(d.refill)
 
-        if p.scores:
-            lane_vals = self._scores(m, d.acc_next, d.chan_ports)
-            field_w = p.score_width
-        else:
-            acc_w = p.acc_width
-            lane_vals = [~d.acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
-            field_w = 1
         group_w = p.pe * field_w
         # Groups 0 .. NF−2 wait here; the last group goes straight to the output register. Groups
         # finish in order, so the register shifts one group in at the top each time (after NF − 1
@@ -474,7 +565,7 @@ class MatrixVectorUnit(wiring.Component):
         # `advance`. The last group shifts in as well; the output register has taken the frame then.
         result = Signal(max(1, (p.nf - 1) * group_w), name="result", reset_less=True)
         if p.nf > 1:
-            with m.If(d.advance & d.c_valid & d.c_last):
+            with m.If(d.advance & fin_valid & fin_last):
                 m.d.sync += result.eq(Cat(result[group_w:], *lane_vals))
 
         res_w = p.nf * group_w
@@ -491,7 +582,7 @@ class MatrixVectorUnit(wiring.Component):
             if p.class_index:
                 m.d.comb += self.o.payload.cls.eq(argmax_tree(m, scores))
         else:
-            m.d.comb += self.o.payload.eq(obuf[:p.n_out])
+            m.d.comb += self.o.payload.eq(obuf[:p.n_out * p.out_bits])
 
     def _select_word(self, m: Module, buf, index, hot, width: int):
         """buf[index*width +: width]: a multiplexer on ``index`` (lint-clean, unlike a variable shift),
@@ -516,10 +607,69 @@ class MatrixVectorUnit(wiring.Component):
         p = self._p
         out = []
         for j in range(p.pe):
-            raw = 2 * acc_next[j] - p.n_in if p.xnor_lanes else acc_next[j]
-            if p.has_affine:
-                scale = ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
-                offset = ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()
-                raw = raw * scale + offset
+            raw = 2 * acc_next[j] - p.n_in if p.xnor_lanes and not p.codes else acc_next[j]
+            if p.scale_rows:
+                raw = raw * ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
+            elif p.score_scale != 1:          # one scale for every class: a constant, no multiplier
+                raw = raw * p.score_scale
+            if p.offset_rows:
+                raw = raw + ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()
             out.append(resize(raw, p.score_width, signed_value=True))
         return out
+
+    def _levels(self, m: Module, acc_next: list, t_data) -> list:
+        """L ≥ 2 thresholds: q_j = Σ_k [A_j ≥ T_jk], a bank of L comparators per PE lane on the final
+        accumulator value (combinational, where L = 1 takes the sign bit), out_bits per lane."""
+        p = self._p
+        n_levels, tw = p.levels, p.threshold_width
+        out = []
+        for j in range(p.pe):
+            reached = Signal(n_levels, name=f"reached{j}")
+            m.d.comb += reached.eq(Cat(*(acc_next[j] >= t_data[(j * n_levels + k) * tw:(j * n_levels + k + 1) * tw]
+                                         .as_signed() for k in range(n_levels))))
+            level = Signal(p.out_bits, name=f"level{j}")
+            m.d.comb += level.eq(tree_sum([reached[k] for k in range(n_levels)], m, f"level{j}"))
+            out.append(level)
+        return out
+
+    def _search(self, m: Module, d: _Datapath):
+        """L ≥ 2 thresholds by a pipelined binary search (module docstring): B register stages after
+        the accumulator, each comparing A with the threshold its prefix selects. Returns the lanes'
+        codes q (B bits each) and the (valid, last, done) flags of the final search stage."""
+        p = self._p
+        n_stages, tw, acc_w = p.search_stages, p.threshold_width, p.acc_width
+        valid, last, done, nf = d.c_valid, d.c_last, d.c_done, d.const_nf
+        acc = d.acc_next                                   # the accumulators, final when `last`
+        prefixes = [None] * p.pe
+        t_data = d.chan_ports["thresholds"].data           # stage 0's thresholds, read one stage early
+        stage_t = [t_data[j * tw:(j + 1) * tw].as_signed() for j in range(p.pe)]
+        for t in range(n_stages):
+            regs = (Signal(name=f"q{t}_valid"), Signal(name=f"q{t}_last", reset_less=True),
+                    Signal(name=f"q{t}_done"))
+            nf_t = Signal(len(nf), name=f"q{t}_nf", reset_less=True)
+            acc_t = [Signal(signed(acc_w), name=f"q{t}_acc{j}", reset_less=True) for j in range(p.pe)]
+            pre_t = [Signal(t, name=f"q{t}_prefix{j}", reset_less=True) if t else None for j in range(p.pe)]
+            with m.If(d.advance):
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (valid, last, done))]
+                m.d.sync += [nf_t.eq(nf)] + [a.eq(v) for a, v in zip(acc_t, acc)]
+                m.d.sync += [r.eq(v) for r, v in zip(pre_t, prefixes) if r is not None]
+            next_t = []
+            for j in range(p.pe):
+                bit = Signal(name=f"q{t}_bit{j}")
+                m.d.comb += bit.eq(acc_t[j] >= stage_t[j])
+                prefixes[j] = Cat(bit, pre_t[j]) if t else bit     # q's bits so far, the newest lowest
+                if t + 1 < n_stages:        # the next stage's threshold: row nf·2^(t+1) + prefix
+                    rom = Memory(shape=unsigned(tw), depth=p.nf << (t + 1), init=list(p.search_rows[t][j]),
+                                 attrs=self._rom_attrs(p.const_rom_style))
+                    m.submodules[f"search{t + 1}_{j}"] = rom
+                    port = rom.read_port(domain="sync")
+                    m.d.comb += [port.addr.eq(Cat(prefixes[j], nf_t)), port.en.eq(d.advance)]
+                    next_t.append(port.data.as_signed())
+            stage_t = next_t
+            valid, last, done, nf, acc = regs + (nf_t, acc_t)
+        codes = []
+        for j in range(p.pe):
+            q = Signal(n_stages, name=f"level{j}")
+            m.d.comb += q.eq(prefixes[j])
+            codes.append(q)
+        return codes, (valid, last, done)

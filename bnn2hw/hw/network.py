@@ -53,7 +53,8 @@ class Network(wiring.Component):
         if not isinstance(last, MVUParams) or not last.scores or any(p.scores for p in mvus[:-1]):
             raise ValueError("only the last layer of a network may (and must) produce scores")
         for a, b in zip(stages, stages[1:]):
-            if a.out_payload_bits != b.in_payload_bits or (isinstance(b, MVUParams) and b.pixel_bits):
+            pixels_inside = isinstance(b, MVUParams) and b.pixel_bits and not getattr(b, "codes", False)
+            if a.out_payload_bits != b.in_payload_bits or pixels_inside:   # codes layers read codes from inside
                 raise ValueError(f"{_describe(a)} cannot feed {_describe(b)}")
         self._stages = stages
         first = stages[0]

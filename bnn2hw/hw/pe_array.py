@@ -1,4 +1,5 @@
-"""PE array: PE lanes of SIMD-wide XNOR-popcount (binary input) or ±pixel sums (multi-bit input).
+"""PE array: PE lanes of SIMD-wide XNOR-popcount (binary input), ±pixel sums (multi-bit input) or
+integer dot products of unsigned codes and signed weights (``codes=True``).
 
 Latency: ``stages`` cycles (``MVUParams.pipeline``): 0 is combinational (``partial`` follows ``x`` and
 ``w`` in the same cycle); with ``stages`` ≥ 1 the result is registered at the output, and every
@@ -21,8 +22,17 @@ Popcount shapes (binary input), chosen by the target (``MVUParams.lut_inputs``, 
 * ``carry_adders=True`` (iCE40): XNOR bits summed by a balanced tree of carry-chain adders (one LUT4
   and one SB_CARRY per sum bit), which iCE40's carry logic makes the smallest.
 
+Codes (``codes=True``, unsigned ``pixel_bits``-bit lanes x, ``weight_precision``-bit weights w):
+partial_j = Σ_s w_js · x_s exactly. One bit plane b of the weights selects the lanes of one adder
+tree, P_jb = Σ_s Mux(w_js[b], x_s, 0), and partial_j = Σ_b 2^b · P_jb with the most significant
+plane negative (two's complement). 1-bit weights are ±1 (bit 1 = +1): partial_j = 2·P_j − Q with
+Q = Σ_s x_s shared by the PEs. The trees have SIMD terms, so the pipeline cuts sit at the same
+levels as for pixel lanes; the weighted sum of the planes follows the trees (log2 k adder levels).
+
 Resources: PE such trees of SIMD lanes; a pixel array shares one Σx tree among its PEs, and
 ``stages`` × (PE × partial width) flip-flops of pipeline registers, plus the tree-level registers.
+A codes array has PE × k trees of SIMD ``pixel_bits``-bit lanes (k = ``weight_precision``; one shared
+Σx tree more for k = 1).
 """
 
 from __future__ import annotations
@@ -245,11 +255,12 @@ def _stage_heap(stager, level: int, heap: list[list], name: str) -> list[list]:
     return out
 
 
-def tree_levels(simd: int, pixel_bits: int, lut_inputs: int, compressor: bool, carry_adders: bool) -> int:
+def tree_levels(simd: int, pixel_bits: int, lut_inputs: int, compressor: bool, carry_adders: bool,
+                codes: bool = False) -> int:
     """Levels of a PE's tree before its output (where :func:`cut_levels` may put pipeline registers):
-    an adder tree for pixel lanes and carry-adder popcounts, the Wallace tree of
+    an adder tree for pixel or code lanes and carry-adder popcounts, the Wallace tree of
     :func:`compressor_popcount`, or lookup pieces and an adder tree (the generic shape)."""
-    if pixel_bits or carry_adders:
+    if pixel_bits or carry_adders or codes:
         return tree_depth(simd)
     if compressor:
         return compressor_levels(simd, lut_inputs)
@@ -286,17 +297,29 @@ class PEArray(wiring.Component):
     Binary input: partial_j = popcount(XNOR(w_j, x)); padded lanes have w = 1, x = 0 and add 0.
     Pixel input: partial_j = Σ_k ±(2x_k - D) over valid lanes, computed as 4·P - 2·Q - D·(2·C - V) with
     P = Σ x_k where w_jk = 1, Q = Σ x_k (shared), C = #valid lanes with w_jk = 1, V = #valid lanes.
+    Codes (``codes=True``, ``pixel_bits`` ≥ 1): ``w`` is PE × SIMD fields of ``weight_precision`` bits
+    (lane (j, s) in field j·SIMD + s; 1 bit: bit 1 = +1, bit 0 = −1; more: two's complement) and
+    partial_j = Σ_s w_js · x_s (two's complement). Padded lanes must carry x = 0 (they then add 0
+    whatever their weight); ``tail`` and ``last_word`` are not used.
     """
 
     def __init__(self, pe: int, simd: int, pixel_bits: int, tail: int, field_width: int, *,
-                 lut_inputs: int = 6, compressor: bool = False, carry_adders: bool = False, stages: int = 0):
+                 lut_inputs: int = 6, compressor: bool = False, carry_adders: bool = False, stages: int = 0,
+                 codes: bool = False, weight_precision: int = 1):
+        if codes and not 1 <= pixel_bits <= 8:
+            raise ValueError(f"a codes PE array needs pixel_bits in 1..8, not {pixel_bits!r}")
+        if not isinstance(weight_precision, int) or not 1 <= weight_precision <= 8:
+            raise ValueError(f"weight_precision must be an integer in 1..8, not {weight_precision!r}")
+        if weight_precision > 1 and not codes:
+            raise ValueError("weight_precision > 1 needs codes=True")
         self._pe, self._simd, self._pixel_bits, self._tail = pe, simd, pixel_bits, tail
         self._field_width = field_width
         self._lut_inputs, self._carry_adders, self._stages = lut_inputs, carry_adders, stages
         self._compressor = compressor and not carry_adders
+        self._codes, self._weight_precision = bool(codes), weight_precision
         super().__init__({
             "x": In(simd * (pixel_bits or 1)),
-            "w": In(pe * simd),
+            "w": In(pe * simd * weight_precision),
             "last_word": In(1),
             "en": In(1, init=1),
             "partial": Out(pe * field_width),
@@ -305,7 +328,8 @@ class PEArray(wiring.Component):
     @property
     def levels(self) -> int:
         """Tree levels before the output (where internal pipeline cuts may go)."""
-        return tree_levels(self._simd, self._pixel_bits, self._lut_inputs, self._compressor, self._carry_adders)
+        return tree_levels(self._simd, self._pixel_bits, self._lut_inputs, self._compressor, self._carry_adders,
+                           self._codes)
 
     def elaborate(self, platform):
         m = Module()
@@ -313,7 +337,9 @@ class PEArray(wiring.Component):
         cuts, out_regs = cut_levels(self._stages, self.levels)
         stager = _Stager(m, self.en, cuts)
         fields = []
-        if self._pixel_bits:
+        if self._codes:
+            fields = self._code_fields(m, stager)
+        elif self._pixel_bits:
             lw = self._pixel_bits
             d = (1 << lw) - 1
             pixels = [self.x[k * lw:(k + 1) * lw] for k in range(simd)]
@@ -353,3 +379,30 @@ class PEArray(wiring.Component):
             value = reg
         m.d.comb += self.partial.eq(value)
         return m
+
+    def _code_fields(self, m: Module, stager: _Stager) -> list:
+        """partial_j = Σ_s w_js · x_s per PE lane (class docstring), resized to ``field_width`` bits."""
+        pe, simd, lw, k = self._pe, self._simd, self._pixel_bits, self._weight_precision
+        codes = [self.x[s * lw:(s + 1) * lw] for s in range(simd)]
+        top = simd * ((1 << lw) - 1)              # largest plane sum
+        if k == 1:
+            # Shared by every PE, so computed once into a named signal; padding lanes hold 0.
+            q_sum = Signal(range(top + 1), name="q_sum")
+            m.d.comb += q_sum.eq(tree_sum(codes, m, "q_sum", stager=stager))
+        fields = []
+        for j in range(pe):
+            w = self.w[j * simd * k:(j + 1) * simd * k]
+            planes = []
+            for b in range(k):
+                plane = tree_sum([Mux(w[s * k + b], codes[s], 0) for s in range(simd)], m, f"p_sum{j}_{b}",
+                                 stager=stager)
+                named = Signal(range(top + 1), name=f"plane{j}_{b}")
+                m.d.comb += named.eq(plane)
+                planes.append(named)
+            if k == 1:
+                value = (2 * planes[0] - q_sum).as_signed()
+            else:
+                positive = tree_sum([planes[b] << b for b in range(k - 1)])
+                value = (positive - (planes[k - 1] << (k - 1))).as_signed()
+            fields.append(resize(value, self._field_width, signed_value=True))
+        return fields

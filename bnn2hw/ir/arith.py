@@ -6,8 +6,8 @@ these functions instead of writing the arithmetic out again.
 
 from __future__ import annotations
 
-__all__ = ["folds", "positions", "layer_cycles", "lane_cost", "signed_width", "unsigned_width", "popcount_threshold",
-           "index_width"]
+__all__ = ["folds", "positions", "layer_cycles", "lane_cost", "weight_bits", "signed_width", "unsigned_width",
+           "popcount_threshold", "index_width"]
 
 
 def folds(n: int, parallel: int) -> int:
@@ -43,8 +43,16 @@ def popcount_threshold(t, n_in: int):
     return -((-(t + n_in)) // 2)
 
 
+def weight_bits(node) -> int:
+    """Bits of a compute layer's weights, unpadded: in·out·weight precision (1 for ±1 weights)."""
+    return node.in_features * node.out_features * getattr(node, "weight_precision", 1)
+
+
 def lane_cost(node, pe: int, simd: int) -> int:
-    """Binary lanes a layer's PE × SIMD array counts as: a pixel lane costs its bit width."""
+    """Binary lanes a layer's PE × SIMD array counts as: a pixel lane costs its bit width, a codes lane
+    its input bits times its weight bits."""
+    if node.input_kind == "codes":
+        return pe * simd * node.in_bits * node.weight_precision
     return pe * simd * (node.in_bits if node.input_kind == "pixels" else 1)
 
 

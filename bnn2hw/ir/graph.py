@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .ops import (BITS, PIXELS, BatchNorm, Conv, Dense, Folding, InputSpec, MaxPool, MaxPoolBits, ScoresDense,
+from .ops import (BITS, CODES, PIXELS, BatchNorm, Conv, Dense, Folding, InputSpec, MaxPool, MaxPoolBits, ScoresDense,
                   ThresholdConv, ThresholdDense)
 
 __all__ = ["Graph", "validate"]
@@ -66,8 +66,8 @@ def validate(graph: Graph) -> Graph:
         elif isinstance(node, BatchNorm):
             assert node.gamma.shape == (channels,), f"{node.name}: {node.gamma.shape[0]} channels, expected {channels}"
         if isinstance(node, (ThresholdDense, ScoresDense)):
-            expected = PIXELS if i == first_compute else BITS
-            assert node.input_kind == expected, f"{node.name}: input kind {node.input_kind}, expected {expected}"
+            expected = (PIXELS if i == first_compute else BITS, CODES)
+            assert node.input_kind in expected, f"{node.name}: input kind {node.input_kind}, expected {expected}"
         if isinstance(node, ScoresDense):
             assert i == len(graph.nodes) - 1, f"{node.name}: a scores layer must be last"
     if graph.folding:

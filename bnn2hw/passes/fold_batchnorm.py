@@ -19,13 +19,15 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import FoldingError, UnsupportedModelError
-from ..golden.execute import channel_last, layer_accumulators, node_outputs, raw_scores
-from ..ir import (BITS, PIXELS, BatchNorm, Conv, Dense, Graph, MaxPool, MaxPoolBits, ScoresDense, Sign, ThresholdConv,
-                  ThresholdDense, accumulator_range, validate)
+from ..golden.execute import channel_last, layer_accumulators, node_in_bits, node_outputs, raw_scores
+from ..ir import (BITS, CODES, PIXELS, SIGN_GRID, BatchNorm, Conv, Dense, Graph, Grid, MaxPool, MaxPoolBits, Quant,
+                  ScoresDense, Sign, ThresholdConv, ThresholdDense, accumulator_range, pixel_grid, validate)
+from ..nn import QuantAct
 
 __all__ = ["fold_batchnorm", "analytic_threshold", "accumulator_grid", "reference_bits"]
 
 _MAX_GRID_ELEMENTS = 4_000_000   # grid × channels evaluated by torch at once
+_MAX_EXHAUSTIVE = 1 << 25          # grid × channels a multi-threshold layer is checked on, value by value
 
 
 def accumulator_grid(input_kind: str, n_in: int, in_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,12 +136,139 @@ def _fold_threshold(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits
                           weight_bits=bits, thresholds=thresholds, flipped=flips, tie_corrections=corrections)
 
 
-def _torch_head(raw_values: np.ndarray, input_kind: str, in_bits: int, dense: Dense, bn: BatchNorm | None) -> np.ndarray:
-    """torch's float64 head output for integer raw scores (s, or A for pixel inputs)."""
-    v = raw_values.astype(np.float64)
-    if input_kind == PIXELS:
-        v = v / ((1 << in_bits) - 1)
-    y = _tensor(v)
+# -- multi-bit layers: codes datapath and multi-thresholds (docs/integer_math.md) -------------------------
+
+def _lattice(kind: str, dense: Dense, in_bits: int) -> tuple[int, int, int]:
+    """(lowest, step, count) of the accumulator values a layer can produce (a superset for codes)."""
+    lo, hi = accumulator_range(kind, dense.in_features, in_bits, dense.weight_precision)
+    step = 2 if kind == PIXELS else 1
+    return lo, step, (hi - lo) // step + 1
+
+
+def _flip(kind: str, n_in: int, acc):
+    """The accumulator of a channel whose weights are flipped (bits) or negated (pixels, codes)."""
+    return n_in - acc if kind == BITS else -acc
+
+
+def layer_values(kind: str, dense: Dense, in_grid: Grid, acc: np.ndarray, channels: slice) -> np.ndarray:
+    """The real output of ``dense`` (before bias) that torch computes where the accumulator is ``acc``
+    ((M, C) or (M, 1) integers) for the channels ``channels``: s = 2p − N for bits, A/D for pixels,
+    (offset·Σw + step·A)·scale/divisor for codes; times the channel scale if the layer has one. Exact
+    for dyadic grids; otherwise the exact value rounded once."""
+    acc = np.asarray(acc, dtype=np.int64)
+    if kind == BITS:
+        v = (2 * acc - dense.in_features).astype(np.float64)
+    elif kind == PIXELS:
+        v = acc.astype(np.float64) / in_grid.divisor
+    else:
+        wsum = dense.weight[channels].astype(np.int64).sum(axis=1)[None, :]
+        v = (in_grid.offset * wsum + in_grid.step * acc).astype(np.float64) * in_grid.scale / in_grid.divisor
+    if dense.scale is not None:
+        v = v * dense.scale[channels][None, :]
+    return v
+
+
+def _reference_codes(values: np.ndarray, bias, bn: BatchNorm | None, act, channels: slice) -> np.ndarray:
+    """torch's eval-mode float64 bias + BatchNorm + activation (sign or QuantAct) on ``values`` (M, C) of
+    the channels ``channels``: the output codes (M, C) int64 (sign: 1 for +1)."""
+    y = _tensor(np.ascontiguousarray(values))
+    if bias is not None:
+        y = y + _tensor(bias[channels])[None, :]
+    if bn is not None:
+        t = lambda a: _tensor(a[channels])
+        y = F.batch_norm(y.contiguous(), t(bn.mean), t(bn.var), t(bn.gamma), t(bn.beta), training=False, eps=bn.eps)
+    if isinstance(act, Quant):
+        quant = QuantAct(act.bits, mode=act.mode, scale=act.scale, narrow=act.narrow)
+        return quant.codes(y).numpy().astype(np.int64)
+    return (y >= 0).numpy().astype(np.int64)
+
+
+def _fold_multithreshold(dense: Dense, bn: BatchNorm | None, act, kind: str, in_bits: int,
+                         in_grid: Grid) -> ThresholdDense:
+    """Per-channel thresholds t_1 ≤ … ≤ t_L with q = #{k : acc′ ≥ t_k} equal to torch's codes.
+
+    torch's bias + BatchNorm + quantizer is monotone in the accumulator (every float64 step is), so
+    each channel is either non-decreasing (kept), non-increasing (weights flipped: acc′ = N − p, or −A)
+    or constant. Each t_k is found by bisection on torch's own function; then every accumulator value
+    is checked when the grid is small enough (``_MAX_EXHAUSTIVE``), else both sides of every threshold,
+    which for a monotone function covers every value."""
+    n_in, n_out = dense.in_features, dense.out_features
+    levels = act.grid.levels if isinstance(act, Quant) else 2
+    n_t = levels - 1
+    lo, step, count = _lattice(kind, dense, in_bits)
+    hi = lo + step * (count - 1)
+    flips = np.zeros(n_out, dtype=bool)
+    thresholds = np.zeros((n_out, n_t), dtype=np.int64)
+    chunk = max(1, _MAX_GRID_ELEMENTS // max(count, 64))
+    for start in range(0, n_out, chunk):
+        ch = slice(start, min(n_out, start + chunk))
+        c = ch.stop - ch.start
+
+        def codes_at(acc_flipped: np.ndarray, flip: np.ndarray) -> np.ndarray:
+            acc = np.where(flip[None, :], _flip(kind, n_in, acc_flipped), acc_flipped)
+            return _reference_codes(layer_values(kind, dense, in_grid, acc, ch), dense.bias, bn, act, ch)
+
+        ends = codes_at(np.array([[lo] * c, [hi] * c]), np.zeros(c, bool))
+        flip = ends[0] > ends[1]
+        flips[ch] = flip
+        # bisection on the lattice index for every (channel, k) at once: first index with code >= k
+        k = np.arange(1, n_t + 1)[:, None]
+        low = np.zeros((n_t, c), dtype=np.int64)
+        high = np.full((n_t, c), count, dtype=np.int64)
+        while np.any(low < high):
+            mid = np.minimum((low + high) // 2, count - 1)
+            reached = codes_at(lo + step * mid, flip) >= k
+            active = low < high
+            high = np.where(active & reached, mid, high)
+            low = np.where(active & ~reached, mid + 1, low)
+        t = np.where(low >= count, hi + 1, lo + step * low)            # hi + 1: never reached
+        thresholds[ch] = t.T
+        _check_multithreshold(dense.name, ch, t, codes_at, flip, lo, step, count, hi, n_t)
+    weights = dense.weight.astype(np.int64)
+    if kind == CODES:
+        weights = np.where(flips[:, None], -weights, weights)
+        bits = (weights > 0).astype(np.uint8)
+    else:
+        bits = (dense.weight > 0).astype(np.uint8)
+        bits[flips] ^= 1
+        weights = None
+    return ThresholdDense(name=dense.name, position=dense.position, input_kind=kind, in_bits=in_bits,
+                          weight_bits=bits, thresholds=thresholds if n_t > 1 else thresholds[:, 0], flipped=flips,
+                          weights=weights, weight_precision=dense.weight_precision,
+                          in_grid=in_grid if kind == CODES else None,
+                          out_grid=act.grid if isinstance(act, Quant) else None)
+
+
+def _check_multithreshold(name: str, ch: slice, t: np.ndarray, codes_at, flip, lo: int, step: int, count: int,
+                          hi: int, n_t: int) -> None:
+    """Every accumulator value (small grids) or both sides of every threshold (monotone: all values)."""
+    c = ch.stop - ch.start
+    if count * c <= _MAX_EXHAUSTIVE:
+        for start in range(0, count, max(1, _MAX_GRID_ELEMENTS // c)):
+            acc = lo + step * np.arange(start, min(count, start + max(1, _MAX_GRID_ELEMENTS // c)), dtype=np.int64)
+            want = codes_at(np.repeat(acc[:, None], c, axis=1), flip)
+            got = (acc[:, None, None] >= t.T[None, :, :]).sum(axis=-1)
+            bad = np.flatnonzero((want != got).any(axis=0))
+            if len(bad):
+                raise FoldingError(f"{name} channel {ch.start + int(bad[0])}: torch's BatchNorm + quantizer is not "
+                                   "monotone in the accumulator, so no thresholds reproduce it; check the layer's "
+                                   "parameters for NaN or inf")
+        return
+    k = np.arange(1, n_t + 1)[:, None]
+    inside = (t > lo) & (t <= hi)
+    above = codes_at(np.clip(t, lo, hi), flip) >= k
+    below = codes_at(np.clip(t - step, lo, hi), flip) < k
+    ok = np.where(t > hi, codes_at(np.full_like(t, hi), flip) < k, above) & np.where(inside, below, True)
+    if not ok.all():
+        raise FoldingError(f"{name}: no integer thresholds match torch's BatchNorm + quantizer")
+
+
+def _torch_head(calibration_acc: np.ndarray, input_kind: str, dense: Dense, bn: BatchNorm | None,
+                in_grid: Grid) -> np.ndarray:
+    """torch's float64 head output for the head's integer accumulators (popcounts, pixel sums or
+    codes sums)."""
+    v = layer_values(input_kind, dense, in_grid, calibration_acc, slice(None))
+    y = _tensor(np.ascontiguousarray(v))
     if dense.bias is not None:
         y = y + _tensor(dense.bias)[None, :]
     if bn is not None:
@@ -148,23 +277,57 @@ def _torch_head(raw_values: np.ndarray, input_kind: str, in_bits: int, dense: De
     return y.numpy()
 
 
-def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: int,
-                 calibration_raw: np.ndarray) -> ScoresDense:
+def _head_slope(input_kind: str, dense: Dense, in_grid: Grid, bn: BatchNorm | None) -> tuple[np.ndarray, np.ndarray]:
+    """(m, k) per class: the head's real output before bias and BatchNorm is m·raw + k, with raw the
+    integer raw score (s = 2p − N for bits, A for pixels and codes). For a codes head without bias and
+    BatchNorm the common positive factor scale/divisor is left out (it cannot change the argmax), so
+    that m and k stay integers (times the channel scale) and ties stay ties."""
+    n = dense.out_features
+    sigma = dense.scale if dense.scale is not None else np.ones(n)
+    if input_kind == CODES:
+        wsum = dense.weight.astype(np.int64).sum(axis=1)
+        common = 1.0 if bn is None and dense.bias is None else in_grid.scale / in_grid.divisor
+        return sigma * (in_grid.step * common), sigma * (in_grid.offset * wsum * common)
+    d_scale = in_grid.divisor if input_kind == PIXELS else 1.0
+    return sigma / d_scale, np.zeros(n)
+
+
+def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: int, in_grid: Grid,
+                 calibration_acc: np.ndarray) -> ScoresDense:
     bits = (dense.weight > 0).astype(np.uint8)
     base = dict(name=dense.name, position=dense.position, input_kind=input_kind, in_bits=in_bits, weight_bits=bits)
-    if bn is None and dense.bias is None:
-        return ScoresDense(**base)
+    if input_kind == CODES:
+        base.update(weights=dense.weight.astype(np.int64), weight_precision=dense.weight_precision, in_grid=in_grid)
+    m, k = _head_slope(input_kind, dense, in_grid, bn)
+    legacy = input_kind != CODES and dense.scale is None
+    if bn is None and dense.bias is None and dense.scale is None and not k.any():
+        return ScoresDense(**base)     # raw scores are torch's output times one positive constant
     n = dense.out_features
     gamma = bn.gamma if bn is not None else np.ones(n)
     sd = np.sqrt(bn.var + bn.eps) if bn is not None else np.ones(n)
     mean = bn.mean if bn is not None else np.zeros(n)
     beta = bn.beta if bn is not None else np.zeros(n)
     b = dense.bias if dense.bias is not None else np.zeros(n)
-    d_scale = ((1 << in_bits) - 1) if input_kind == PIXELS else 1
-    a = gamma / sd / d_scale                       # per unit of the integer raw score
-    d = beta + gamma * (b - mean) / sd
-    max_raw = dense.in_features * d_scale
-    expected = np.argmax(_torch_head(calibration_raw, input_kind, in_bits, dense, bn), axis=1)
+    if legacy:     # the original expressions, so that the fixed-point images of 1-bit heads stay as they were
+        d_scale = ((1 << in_bits) - 1) if input_kind == PIXELS else 1
+        a = gamma / sd / d_scale                       # per unit of the integer raw score
+        d = beta + gamma * (b - mean) / sd
+        max_raw = dense.in_features * d_scale
+    else:
+        a = gamma / sd * m
+        d = beta + gamma * (k + b - mean) / sd
+        lo, hi = accumulator_range(input_kind, dense.in_features, in_bits, dense.weight_precision)
+        max_raw = max(abs(lo), abs(hi), dense.in_features)
+    calibration_raw = raw_scores(ScoresDense(**base), calibration_acc)
+    expected = np.argmax(_torch_head(calibration_acc, input_kind, dense, bn, in_grid), axis=1)
+    if bn is None and dense.bias is None and dense.scale is None:
+        # A codes head on a grid with an offset: torch's score is (step·A + o·W_c)·s/d, so the integers
+        # step·A + o·W_c are exact scores (one common scale, no fraction bits), kept where they give
+        # torch's argmax (always, for dyadic grids).
+        scale, offset = m.astype(np.int64), k.astype(np.int64)
+        if np.array_equal(scale, m) and np.array_equal(offset, k) and np.array_equal(
+                np.argmax(calibration_raw * scale[None, :] + offset[None, :], axis=1), expected):
+            return ScoresDense(**base, scale=scale, offset=offset, frac_bits=0)
     # Largest fraction width whose products stay well inside int64, then the smallest that keeps argmax.
     mag = float(max(np.max(np.abs(a)) * max_raw + np.max(np.abs(d)), 1e-300))
     f_cap = min(40, int(math.floor(60 - math.log2(mag))))
@@ -183,8 +346,16 @@ def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: i
         hint="retrain the head without BatchNorm1d and bias, so the class scores are plain integers")
 
 
+def _input_kind(first: bool, dense: Dense, in_grid: Grid) -> str:
+    """Which accumulator a layer has: the 1-bit datapaths (pixels first, bits after a sign) for ±1
+    weights, else Σ w·x over codes."""
+    if dense.weight_precision == 1 and (first or in_grid.is_sign):
+        return PIXELS if first else BITS
+    return CODES
+
+
 def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
-    """Graph of Dense/BatchNorm/Sign nodes → graph of ThresholdDense nodes and one ScoresDense.
+    """Graph of Dense/BatchNorm/Sign/Quant nodes → graph of ThresholdDense nodes and one ScoresDense.
 
     ``calibration`` (integer pixel inputs) plus 2048 seeded random inputs validate the last layer's
     fixed-point affine, if it has one: its argmax must equal torch's on all of them.
@@ -198,23 +369,29 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
     groups.append(current)
     folded = []
     bits = graph.input.bits
+    in_grid = pixel_grid(bits)
     for i, group in enumerate(groups):
         dense = group[0]
         bn = next((n for n in group if isinstance(n, BatchNorm)), None)
-        has_sign = any(isinstance(n, Sign) for n in group)
-        kind = PIXELS if i == 0 else BITS
-        if has_sign:
-            node = _fold_threshold(dense, bn, kind, bits)
+        act = next((n for n in group if isinstance(n, (Sign, Quant))), None)
+        kind = _input_kind(i == 0, dense, in_grid)
+        node_bits = in_grid.bits if kind == CODES else bits
+        if act is not None:
+            if isinstance(act, Sign) and kind != CODES and dense.scale is None:
+                node = _fold_threshold(dense, bn, kind, bits)
+            else:
+                node = _fold_multithreshold(dense, bn, act, kind, node_bits, in_grid)
             if isinstance(dense, Conv):
                 node = ThresholdConv(**{f: getattr(node, f) for f in node.__dataclass_fields__ if f != "window"},
                                      window=dense.window)
             folded.append(node)
             for pool in (n for n in group if isinstance(n, MaxPool)):
-                # Before a BatchNorm with γ < 0 the channel's bits are non-increasing in the pooled
-                # value: max-pooling becomes AND (spec §7.4); everywhere else it is OR.
+                # Before a BatchNorm with γ < 0 the channel's outputs are non-increasing in the pooled
+                # value: max-pooling becomes AND / min (spec §7.4); everywhere else it is OR / max.
                 and_mask = node.flipped if pool.before_bn and bn is not None else np.zeros(dense.out_features, bool)
                 folded.append(MaxPoolBits(pool.name, pool.position, pool.in_shape, pool.kernel, pool.stride,
-                                          and_mask))
+                                          and_mask, bits=node.out_bits))
+            in_grid = act.grid if isinstance(act, Quant) else SIGN_GRID
             continue
         rng = np.random.default_rng(seed)
         x = rng.integers(0, graph.input.max_value + 1, size=(2048, graph.input.size))
@@ -223,8 +400,9 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
         data = channel_last(graph, x)
         for node in folded:
             data = node_outputs(node, data, bits)[1]
-        probe = ScoresDense(name=dense.name, position=dense.position, input_kind=kind, in_bits=bits,
-                            weight_bits=(dense.weight > 0).astype(np.uint8))
-        raw = raw_scores(probe, layer_accumulators(probe, data, bits))
-        folded.append(_fold_scores(dense, bn, kind, bits, raw))
+        probe = ScoresDense(name=dense.name, position=dense.position, input_kind=kind, in_bits=node_bits,
+                            weight_bits=(dense.weight > 0).astype(np.uint8),
+                            weights=dense.weight.astype(np.int64) if kind == CODES else None)
+        acc = layer_accumulators(probe, data, node_in_bits(probe, bits))
+        folded.append(_fold_scores(dense, bn, kind, node_bits, in_grid, acc))
     return validate(graph.replace(nodes=tuple(folded)))

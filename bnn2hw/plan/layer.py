@@ -21,9 +21,10 @@ import numpy as np
 
 from ..hw.mvu import MVUParams, UnitShape, extra_cycles
 from ..hw.pe_array import cut_levels, tree_levels
-from ..ir import PIXELS, ScoresDense, ThresholdConv, accumulator_range
+from ..ir import CODES, PIXELS, ScoresDense, ThresholdConv, accumulator_range
 from ..ir.arith import layer_cycles, popcount_threshold, positions, signed_width
-from .rom import channel_fields, channel_rom, weight_image, weight_rom
+from .rom import (channel_fields, channel_rom, search_roms, search_thresholds, weight_code_rom, weight_image,
+                  weight_rom)
 from .target import HardwareTarget
 
 __all__ = ["LayerPlan"]
@@ -69,7 +70,7 @@ class LayerPlan(UnitShape):
     @property
     def pipeline_cycles(self) -> int:
         """Cycles the unit's latency adds to K (hw/mvu.py)."""
-        return extra_cycles(self.target.input_buffers, self.target.pipeline)
+        return extra_cycles(self.target.input_buffers, self.target.pipeline, self.search_stages)
 
     @property
     def latency_cycles(self) -> int:
@@ -79,7 +80,41 @@ class LayerPlan(UnitShape):
     @property
     def pixel_bits(self) -> int:
         """Bits per input element on the stream: 0 for binary activations."""
-        return self.node.in_bits if self.node.input_kind == PIXELS else 0
+        return self.node.in_bits if self.node.input_kind in (PIXELS, CODES) else 0
+
+    @property
+    def codes(self) -> bool:
+        """The multi-bit datapath: A = Σ w·x over unsigned input codes and signed integer weights."""
+        return self.node.input_kind == CODES
+
+    @property
+    def weight_precision(self) -> int:
+        return self.node.weight_precision
+
+    @property
+    def levels(self) -> int:
+        """Thresholds per output channel (1: one output bit; 0 for a scores head)."""
+        return 0 if self.scores else self.node.levels
+
+    @property
+    def multi_threshold(self) -> bool:
+        """Output codes of several bits: the accumulator starts at 0 and a comparator bank (or a binary
+        search) counts the thresholds it reaches."""
+        return self.levels > 1
+
+    @property
+    def search_stages(self) -> int:
+        """Stages of the pipelined binary search over the thresholds (hw/mvu.py): out_bits where the
+        layer has more thresholds per channel than the target builds as a comparator bank, else 0."""
+        if not self.multi_threshold or self.levels <= self.target.comparator_levels:
+            return 0
+        return self.node.out_bits
+
+    @property
+    def threshold_count(self) -> int:
+        """Thresholds the ROMs hold per channel: 1, L (comparator bank) or 2^B − 1 (binary search,
+        the missing ones never reached)."""
+        return (1 << self.search_stages) - 1 if self.search_stages else max(1, self.levels)
 
     @property
     def lanes(self) -> int:
@@ -99,6 +134,8 @@ class LayerPlan(UnitShape):
     @property
     def acc_range(self) -> tuple[int, int]:
         """What the PE array accumulates per channel: a popcount 0..N, or a signed pixel sum."""
+        if self.codes:
+            return accumulator_range(CODES, self.n_in, self.pixel_bits, self.weight_precision)
         if self.xnor_lanes:
             return 0, self.n_in
         return accumulator_range(PIXELS, self.n_in, self.pixel_bits)
@@ -106,25 +143,41 @@ class LayerPlan(UnitShape):
     @cached_property
     def hw_thresholds(self) -> np.ndarray:
         """(NF, PE) thresholds in the accumulator's units, padded channels as T = 0: T, or with 1-bit
-        pixels the popcount threshold (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉)."""
-        t = channel_fields(self.node.thresholds, self.pe)
-        return popcount_threshold(t, self.n_in) if self.pixel_bits == 1 else t
+        pixels the popcount threshold (2p − N ≥ T ⇔ p ≥ ⌈(T + N)/2⌉). Multi-thresholds: (NF, PE, L)."""
+        matrix = self.node.threshold_matrix
+        t = np.stack([channel_fields(matrix[:, k], self.pe) for k in range(matrix.shape[1])], axis=-1)
+        if self.pixel_bits == 1 and not self.codes:
+            t = popcount_threshold(t, self.n_in)
+        return t if self.multi_threshold else t[..., 0]
+
+    @property
+    def never_threshold(self) -> int:
+        """A threshold no accumulator reaches: a binary search's padding (plan/rom.py)."""
+        return self.acc_range[1] + 1
 
     @cached_property
     def neg_threshold_range(self) -> tuple[int, int]:
-        neg = -self.hw_thresholds
-        return int(neg.min()), int(neg.max())
+        """Range of the threshold ROM's fields: −T (one threshold), or T itself (several)."""
+        if self.search_stages:
+            fields = search_thresholds(self.hw_thresholds, self.never_threshold)
+        else:
+            fields = self.hw_thresholds if self.multi_threshold else -self.hw_thresholds
+        return int(fields.min()), int(fields.max())
 
     @property
     def threshold_width(self) -> int:
-        """Bits of a −T field of the threshold ROM (0 for a scores head)."""
+        """Bits of a −T (or, multi-threshold, T) field of the threshold ROM (0 for a scores head)."""
         return 0 if self.scores else signed_width(*self.neg_threshold_range)
 
     @cached_property
     def acc_width(self) -> int:
         lo, hi = self.acc_range
+        if self.codes and (self.scores or self.multi_threshold):
+            return signed_width(lo, hi)
         if self.scores:
             return max(lo.bit_length(), hi.bit_length()) + 2 if self.pe_pixel_bits else hi.bit_length()
+        if self.multi_threshold:      # starts at 0; the comparators take T at its own width
+            return signed_width(min(lo, 0), max(hi, 0))
         # the accumulator starts at −T: the output bit is acc ≥ 0, its sign
         neg_lo, neg_hi = self.neg_threshold_range
         return signed_width(min(lo, 0) + min(neg_lo, 0), max(hi, 0) + max(neg_hi, 0))
@@ -134,8 +187,18 @@ class LayerPlan(UnitShape):
         return self.scores and self.node.has_affine
 
     @property
+    def common_scale(self) -> int | None:
+        """An affine head's scale when every class has the same one (the unit then multiplies by a
+        constant, with no scale ROM and no multiplier), else None."""
+        if not self.has_affine or np.any(self.node.scale != self.node.scale[0]):
+            return None
+        return int(self.node.scale[0])
+
+    @property
     def raw_score_range(self) -> tuple[int, int]:
-        """A class score before its affine: the signed pixel sum, or s = 2p − N (range ±N) for bits."""
+        """A class score before its affine: the signed pixel or codes sum, or s = 2p − N (range ±N) for bits."""
+        if self.codes:
+            return self.acc_range
         raw_lo, raw_hi = accumulator_range(self.node.input_kind, self.n_in, self.node.in_bits)
         return (raw_lo if self.node.input_kind == PIXELS else -raw_hi), raw_hi
 
@@ -159,7 +222,10 @@ class LayerPlan(UnitShape):
 
     @property
     def scale_width(self) -> int:
-        return signed_width(int(self.node.scale.min()), int(self.node.scale.max())) if self.has_affine else 0
+        """Bits of a scale ROM field (0 without one: no affine, or one common scale)."""
+        if not self.has_affine or self.common_scale is not None:
+            return 0
+        return signed_width(int(self.node.scale.min()), int(self.node.scale.max()))
 
     @property
     def offset_width(self) -> int:
@@ -167,18 +233,18 @@ class LayerPlan(UnitShape):
 
     @property
     def out_field_bits(self) -> int:
-        """Bits per output channel: a score, or one output bit."""
-        return self.score_width if self.scores else 1
+        """Bits per output channel: a score, or one output bit or code."""
+        return self.score_width if self.scores else self.node.out_bits
 
     # ---- ROMs ----
     @property
     def weight_rom_bits(self) -> int:
-        return self.cycles * self.pe * self.simd
+        return self.cycles * self.pe * self.simd * self.weight_precision
 
     @property
     def const_field_bits(self) -> int:
-        """Bits per channel of the per-channel constant ROMs together (−T, or scale + offset)."""
-        return self.threshold_width + self.scale_width + self.offset_width
+        """Bits per channel of the per-channel constant ROMs together (−T or L thresholds, or scale + offset)."""
+        return self.threshold_width * self.threshold_count + self.scale_width + self.offset_width
 
     @property
     def const_rom_bits(self) -> int:
@@ -190,8 +256,13 @@ class LayerPlan(UnitShape):
 
     @property
     def const_rom_style(self) -> str:
-        """Style of the threshold ROM, or of the scale and offset ROMs (each as wide as the wider)."""
-        width = self.threshold_width if not self.scores else max(self.scale_width, self.offset_width)
+        """Style of the threshold ROM, or of the scale and offset ROMs (each as wide as the wider); a
+        binary search's ROMs all take the style of its largest (the last stage's, NF·2^(B−1) rows of
+        one field per PE)."""
+        if self.search_stages:
+            rows = self.nf << (self.search_stages - 1)
+            return self.target.rom_style(rows * self.threshold_width, rows)
+        width = self.threshold_width * self.levels if not self.scores else max(self.scale_width, self.offset_width)
         return self.target.rom_style(self.nf * self.pe * width, self.nf if width else 0)
 
     def weight_image(self) -> np.ndarray:
@@ -200,23 +271,45 @@ class LayerPlan(UnitShape):
 
     @cached_property
     def weight_rows(self) -> tuple[int, ...]:
+        if self.codes:
+            return tuple(weight_code_rom(self.node.signed_weights, self.pe, self.simd, self.weight_precision))
         return tuple(weight_rom(self.node.weight_bits, self.pe, self.simd))
 
     @cached_property
     def threshold_rows(self) -> tuple[int, ...]:
         if self.scores:
             return ()
+        if self.search_stages:       # the search's first stage: T_m, m = 2^(B−1), of every lane
+            return self._search_roms[0]
+        if self.multi_threshold:     # PE·L fields per row, channel-major: field j·L + k is T_k of lane j
+            return tuple(channel_rom(self.hw_thresholds.reshape(-1), self.pe * self.levels, self.threshold_width))
         return tuple(channel_rom(-self.hw_thresholds.reshape(-1), self.pe, self.threshold_width))
+
+    @cached_property
+    def _search_roms(self):
+        return search_roms(self.hw_thresholds, self.threshold_width, self.never_threshold)
+
+    @property
+    def search_rows(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """A binary search's stage t = 1 .. B − 1 ROMs, one per lane (plan/rom.py)."""
+        return self._search_roms[1]
 
     def constant_fields(self) -> dict[str, tuple[np.ndarray, int]]:
         """Each per-channel ROM's (NF, PE) fields and field width: "thresholds" (−T), or "scales" and
-        "offsets"."""
+        "offsets". A binary search's stage ROMs are :attr:`search_rows`."""
+        if self.search_stages:
+            first = search_thresholds(self.hw_thresholds, self.never_threshold)[..., (1 << (self.search_stages - 1)) - 1]
+            return {"thresholds": (first, self.threshold_width)}
+        if self.multi_threshold:
+            return {"thresholds": (self.hw_thresholds.reshape(self.nf, -1), self.threshold_width)}
         if not self.scores:
             return {"thresholds": (-self.hw_thresholds, self.threshold_width)}
         if not self.has_affine:
             return {}
-        return {"scales": (channel_fields(self.node.scale, self.pe), self.scale_width),
-                "offsets": (channel_fields(self.node.offset, self.pe), self.offset_width)}
+        offsets = {"offsets": (channel_fields(self.node.offset, self.pe), self.offset_width)}
+        if self.common_scale is not None:
+            return offsets
+        return {"scales": (channel_fields(self.node.scale, self.pe), self.scale_width), **offsets}
 
     # ---- the target's shaping of the PE array ----
     @property
@@ -224,7 +317,7 @@ class LayerPlan(UnitShape):
         """(tree levels with pipeline registers inside the PE trees, registers at the PE output)."""
         t = self.target
         levels = tree_levels(self.simd, self.pe_pixel_bits, t.lut_inputs, t.compressor and not t.carry_adders,
-                             t.carry_adders)
+                             t.carry_adders, self.codes)
         cuts, out_regs = cut_levels(t.pipeline, levels)
         return frozenset(cuts), out_regs
 
@@ -235,13 +328,23 @@ class LayerPlan(UnitShape):
         extra = {}
         if self.scores:
             extra = dict(scores=True, score_width=self.score_width, class_index=self.class_index)
-            if self.has_affine:
+            if self.common_scale is not None:
+                extra.update(score_scale=self.common_scale,
+                             offset_rows=tuple(channel_rom(self.node.offset, self.pe, self.offset_width)),
+                             offset_width=self.offset_width)
+            elif self.has_affine:
                 extra.update(scale_rows=tuple(channel_rom(self.node.scale, self.pe, self.scale_width)),
                              scale_width=self.scale_width,
                              offset_rows=tuple(channel_rom(self.node.offset, self.pe, self.offset_width)),
                              offset_width=self.offset_width)
         else:
             extra = dict(threshold_rows=self.threshold_rows, threshold_width=self.threshold_width)
+            if self.multi_threshold:
+                extra["levels"] = self.levels
+            if self.search_stages:
+                extra.update(search_stages=self.search_stages, search_rows=self.search_rows)
+        if self.codes:
+            extra.update(codes=True, weight_precision=self.weight_precision)
         return MVUParams(n_in=self.n_in, n_out=self.n_out, pe=self.pe, simd=self.simd, pixel_bits=self.pixel_bits,
                          weight_rows=self.weight_rows, acc_width=self.acc_width,
                          lut_inputs=t.lut_inputs, compressor=t.compressor, carry_adders=t.carry_adders,

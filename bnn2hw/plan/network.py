@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ..hw import CollectParams, ConvParams, MaxPoolParams, WindowParams
-from ..ir import PIXELS, Folding, Graph, MaxPoolBits, ThresholdConv
+from ..ir import BITS, Folding, Graph, MaxPoolBits, ThresholdConv
 from .layer import LayerPlan
 from .target import HardwareTarget, target_for
 
@@ -64,14 +64,15 @@ class StagePlan:
 def _window_params(node: ThresholdConv) -> WindowParams:
     win = node.window
     h, w, c = win.in_shape
-    return WindowParams(h, w, c, elem_bits=node.in_bits if node.input_kind == PIXELS else 1, kernel=win.kernel,
+    return WindowParams(h, w, c, elem_bits=1 if node.input_kind == BITS else node.in_bits, kernel=win.kernel,
                         stride=win.stride, padding=win.padding, pad_value=win.pad_code, extra_rows=DECOUPLING_ROWS)
 
 
 def _pool_params(node: MaxPoolBits) -> MaxPoolParams:
     (k, _), (s, _) = node.kernel, node.stride
+    extra = {} if node.bits == 1 else {"elem_bits": node.bits}
     return MaxPoolParams(*node.in_shape, kernel=k, stride=s, extra_rows=DECOUPLING_ROWS,
-                         and_mask=tuple(bool(b) for b in node.and_mask))
+                         and_mask=tuple(bool(b) for b in node.and_mask), **extra)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +148,7 @@ def plan_network(graph: Graph, target: HardwareTarget | str | None = None, foldi
     fold = (lambda n: graph.folding_of(n.name)) if folding is None else (lambda n: folding[n.name])
     last = graph.compute_nodes[-1].name
     stages, image = [], None        # image: (H, W, C) while the stream carries pixels
+    elem_bits = 1                   # bits per channel of the image's pixels (output codes)
 
     def layer(node) -> LayerPlan:
         f: Folding = fold(node)
@@ -157,12 +159,13 @@ def plan_network(graph: Graph, target: HardwareTarget | str | None = None, foldi
             window = StreamUnitPlan(f"{node.name} window", "window", _window_params(node))
             stages.append(StagePlan(node.name, layer(node), window))
             image = node.window.out_hw + (node.out_features,)
+            elem_bits = node.out_bits
         elif isinstance(node, MaxPoolBits):
             stages.append(StagePlan(node.name, unit=StreamUnitPlan(node.name, "pool", _pool_params(node))))
             image = node.out_hw + (node.in_shape[2],)
         else:
             if image is not None:
-                collect = CollectParams(pixels=image[0] * image[1], pixel_bits=image[2])
+                collect = CollectParams(pixels=image[0] * image[1], pixel_bits=image[2] * elem_bits)
                 stages.append(StagePlan("flatten", unit=StreamUnitPlan("flatten", "collect", collect)))
                 image = None
             stages.append(StagePlan(node.name, layer(node)))

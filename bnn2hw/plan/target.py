@@ -18,7 +18,14 @@ sets, per matrix-vector unit:
   (its decoder and mux tree were eight LUT4 levels at SF = 64). For LUT4 families;
 * ``bram_min_bits`` — ROMs of at least this many bits (or of more than ``logic_rom_max_rows`` rows)
   get ``rom_style = "block"`` (block RAM), smaller ones ``small_rom_style`` ("logic"; Yosys maps no ROM to Xilinx LUT RAM);
-  ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx).
+  ``None`` leaves the choice to synthesis (Yosys maps ROMs of up to ~16 kbit to logic on Xilinx);
+* ``comparator_levels`` — a multi-bit output with up to this many thresholds per channel (15: up to
+  4-bit activations, FINN's W1A2/W2A2 have 2 or 3) is decided by a bank of parallel comparators;
+  more (5- to 8-bit activations) by a pipelined binary search of ⌈log2(L + 1)⌉ stages (hw/mvu.py).
+  The bank costs L comparators per PE and PE·L threshold fields per ROM row (PE·255 for 8 bits,
+  wider than any block RAM row); the search costs one comparator, one register stage and one small
+  ROM per stage and PE. 15 is the same for every family: at 4 bits the bank's 15 comparators and
+  the search's 4 stages (comparators, registers, per-PE ROMs of NF·2^t rows) are of one size.
 
 The hardware plan (bnn2hw.plan.plan_network(graph, target)) applies it; ``None`` (the default) is
 :data:`GENERIC`, the behaviour bnn2hw always had. Which target each FPGA family builds with is the
@@ -44,6 +51,7 @@ class HardwareTarget:
     input_buffers: int = 2
     logic_rom_max_rows: int | None = None
     onehot_select: bool = False
+    comparator_levels: int = 15
 
     def __post_init__(self):
         if self.lut_inputs not in (4, 5, 6):
@@ -52,6 +60,8 @@ class HardwareTarget:
             raise ValueError(f"pipeline must be 0..8, not {self.pipeline!r}")
         # Yosys 0.70 maps no ROM (a memory without write port) to Xilinx LUT RAM ("ROM mapping
         # disabled"; rom_style="distributed" is an error), and a small ROM in logic is as small.
+        if not isinstance(self.comparator_levels, int) or self.comparator_levels < 1:
+            raise ValueError(f"comparator_levels must be a positive integer, not {self.comparator_levels!r}")
         if self.small_rom_style not in ("logic", ""):
             raise ValueError(f"small_rom_style must be 'logic' or '', not {self.small_rom_style!r}")
 
