@@ -70,9 +70,14 @@ def compile_model(tmp_path):
 def pytest_collection_modifyitems(items):
     """Verilator compiles C++ for every model (about 25 s each on 2 cores): in the default tier it runs
     only on the seeds a test module lists in ``VERILATOR_DEFAULT_SEEDS``, the others move to the slow
-    tier (``make test-slow``). Icarus runs every seed in every tier."""
+    tier (``make test-slow``). Icarus runs every seed in every tier. A module may also list
+    (simulator, name) pairs in ``SLOW_CASES`` for the slow tier."""
     for item in items:
         callspec = getattr(item, "callspec", None)
+        slow = getattr(item.module, "SLOW_CASES", ())          # (simulator, name) pairs a module puts in the slow tier
+        if callspec is not None and (callspec.params.get("simulator"), callspec.params.get("name")) in slow:
+            item.add_marker(pytest.mark.slow)
+            continue
         keep = getattr(item.module, "VERILATOR_DEFAULT_SEEDS", None)
         if (callspec is None or keep is None or callspec.params.get("simulator") != "verilator"
                 or "seed" not in callspec.params):

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from ..board.boards import BOARDS, get_board
-from .console import err, folding_option, model_argument, out, progress
+from .console import err, folding_option, model_argument, out, progress, qonnx_input_options
 
 __all__ = ["compile_cmd"]
 
@@ -51,9 +51,11 @@ def _layer_table(report: dict) -> Table:
 @click.option("--baud", type=int, default=115_200, show_default=True, help="UART rate of the board top.")
 @click.option("--inputs", "inputs", type=click.Path(path_type=Path), default=None,
               help="X.npy for verification/ and last-layer calibration (default: 16 seeded random frames).")
-def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz, family, baud, inputs):
-    """Compile MODEL.pt to Verilog, report.json/.md and a verification input/output pair; with
-    --board, also to a bitstream with its synthesis and place-and-route logs."""
+@qonnx_input_options
+def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz, family, baud, inputs, input_bits,
+                input_scale):
+    """Compile MODEL.pt (or a QONNX MODEL.onnx) to Verilog, report.json/.md and a verification
+    input/output pair; with --board, also to a bitstream with its synthesis and place-and-route logs."""
     # The build flow is imported on use, only so that `bnn2hw --help` need not load torch and
     # Amaranth; it does not import the command line.
     from ..flow import BuildConfig, build, load_inputs
@@ -62,7 +64,7 @@ def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz,
     x = load_inputs(inputs) if inputs is not None else None
     config = BuildConfig(model=model, folding=BuildConfig.folding_from(folding, target_fps, max_luts),
                          board=board_obj, clock_mhz=clock_mhz, family=family, out_dir=out_dir, baud=baud,
-                         inputs=x, calibration=x,
+                         inputs=x, calibration=x, input_bits=input_bits, input_scale=input_scale,
                          failed_logs=Path(tempfile.gettempdir()) / f"bnn2hw-{model.stem}-{board_obj.name}-failed"
                          if board_obj else None)
     err.print(f"[bold]compiling[/bold] {model}" + (f" for {board_obj.description}" if board_obj else ""))

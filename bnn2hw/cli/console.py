@@ -10,7 +10,7 @@ import click
 import numpy as np
 from rich.console import Console
 
-__all__ = ["err", "out", "progress", "save_npz", "model_argument", "folding_option"]
+__all__ = ["err", "out", "progress", "save_npz", "model_argument", "folding_option", "qonnx_input_options"]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -33,3 +33,13 @@ def save_npz(path: Path, **arrays) -> None:
 model_argument = click.argument("model", type=click.Path(path_type=Path))
 folding_option = click.option("--folding", "folding", type=click.Path(path_type=Path), default=None,
                               help='JSON folding file overriding PE/SIMD per layer: {"dense0": {"pe": 4, "simd": 16}}.')
+
+
+def qonnx_input_options(command):
+    """--input-bits and --input-scale: what the integer pixels p of a QONNX model (.onnx) mean to its
+    graph, x = p · scale (docs/qonnx.md)."""
+    command = click.option("--input-scale", "input_scale", default=None, metavar="S",
+                           help="QONNX models: the graph's float input is x = p · S for integer pixels p "
+                                "(default 1/255: 8-bit pixels in [0, 1], as the zoo's MNIST models).")(command)
+    return click.option("--input-bits", "input_bits", type=int, default=None, metavar="N",
+                        help="QONNX models: the hardware's input pixels are unsigned N-bit integers (default 8).")(command)

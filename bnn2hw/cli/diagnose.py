@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from ..data import DATASETS, load_training_data
+from ..errors import Bnn2hwError
 from .console import err, model_argument, out, progress
 
 __all__ = ["diagnose_cmd"]
@@ -44,6 +45,10 @@ def diagnose_cmd(model, dataset, data_dir, split, split_seed, inputs, batch_size
     from ..flow import compile_model, load_inputs
     from ..diagnose import firing_rate_report, write_diagnosis
 
+    if model.suffix.lower() == ".onnx":
+        raise Bnn2hwError(f"diagnose compares a PyTorch model's training-time firing rates with the hardware; "
+                          f"'{model}' is a QONNX graph, which has no training mode; use `bnn2hw predict --trace` "
+                          "for its per-layer outputs")
     out_dir = out_dir or Path("build") / f"{model.stem}-diagnose"
     x = load_inputs(inputs) if inputs is not None else None
     err.print(f"[bold]diagnosing[/bold] {model}")

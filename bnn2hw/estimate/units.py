@@ -240,6 +240,16 @@ def _unit(name, kind, f, family, ffs, memories, dsp=0, note="") -> UnitEstimate:
 def stream_unit(unit: StreamUnitPlan, family: str) -> UnitEstimate:
     """A sliding window (hw/sliding_window.py), a pool built on one (hw/maxpool.py) or the collector."""
     f = dict.fromkeys(COST_MODELS[family], 0.0)
+    if unit.kind == "threshold":
+        # p ≥ T for a constant T depends only on p's bits from T's lowest set bit up: about one LUT per
+        # LUT-width of them (one wire for a power of two such as 128), per element; then the register
+        t = unit.params
+        def significant(v: int) -> int:
+            return t.in_bits - ((v & -v).bit_length() - 1) if 0 < v < (1 << t.in_bits) else 0
+        f["const_lanes"] = t.elements * sum(-(-significant(v) // LUT_SIZE[family]) for v in t.thresholds
+                                            if significant(v) > 1)
+        f["out_bits"] = t.out_payload_bits
+        return _unit(unit.label, "threshold", f, family, t.out_payload_bits + 1, [])
     if unit.kind == "collect":
         c = unit.params
         f["collect_control"] = 1

@@ -48,12 +48,15 @@ def steps_for(config: BuildConfig, *, write: bool) -> tuple:
 
 def compile_model(model_path: str | Path, *, folding_file: str | Path | None = None, calibration=None,
                   clock_mhz: float | None = None, progress: Progress | None = None, target_fps: float | None = None,
-                  max_luts: int | None = None, board=None, family: str | None = None) -> Compiled:
-    """Load, check, fold, plan and estimate a model; no files are written. Only one of ``folding_file``,
-    ``target_fps`` and ``max_luts`` may choose the folding (default: passes/folding.py's). With a
-    ``board`` the design must fit it (a default folding is re-folded to fit)."""
+                  max_luts: int | None = None, board=None, family: str | None = None, input_bits: int | None = None,
+                  input_scale=None) -> Compiled:
+    """Load, check, fold, plan and estimate a model (.pt, or QONNX .onnx with its input mapping); no
+    files are written. Only one of ``folding_file``, ``target_fps`` and ``max_luts`` may choose the
+    folding (default: passes/folding.py's). With a ``board`` the design must fit it (a default folding
+    is re-folded to fit)."""
     config = BuildConfig(model=Path(model_path), board=board, clock_mhz=clock_mhz, family=family, calibration=calibration,
-                         folding=BuildConfig.folding_from(folding_file, target_fps, max_luts))
+                         folding=BuildConfig.folding_from(folding_file, target_fps, max_luts), input_bits=input_bits,
+                         input_scale=input_scale)
     state = BuildState(config, **({"progress": progress} if progress else {}))
     return run_steps(state, steps_for(config, write=False)).compiled
 
@@ -69,12 +72,14 @@ def build(config: BuildConfig, progress: Progress | None = None, on_step=None) -
             shutil.rmtree(state.staging, ignore_errors=True)
 
 
-def fold_model(model_path: str | Path, *, calibration=None, progress: Progress | None = None):
-    """Load, check and fold a model: (the torch model, the folded graph the golden model runs)."""
-    config = BuildConfig(model=Path(model_path), calibration=calibration)
+def fold_model(model_path: str | Path, *, calibration=None, progress: Progress | None = None,
+               input_bits: int | None = None, input_scale=None):
+    """Load, check and fold a model: (the torch model or QONNX graph, the folded graph the golden model runs)."""
+    config = BuildConfig(model=Path(model_path), calibration=calibration, input_bits=input_bits,
+                         input_scale=input_scale)
     state = BuildState(config, **({"progress": progress} if progress else {}))
     run_steps(state, COMPILE_STEPS[:3])
-    return state.torch_model, state.graph
+    return state.torch_model if state.qonnx_model is None else state.qonnx_model, state.graph
 
 
 def load_inputs(path: str | Path) -> np.ndarray:

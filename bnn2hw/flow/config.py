@@ -66,6 +66,8 @@ class BuildConfig:
     inputs: np.ndarray | None = field(default=None, compare=False, repr=False)
     calibration: np.ndarray | None = field(default=None, compare=False, repr=False)
     failed_logs: Path | None = None       # where a failed board build's logs are kept
+    input_bits: int | None = None         # a QONNX model's integer input width (None: 8)
+    input_scale: object = None            # its meaning x = p · scale (a Fraction or "1/255"; None: 1/255)
 
     @staticmethod
     def folding_from(folding_file=None, target_fps=None, max_luts=None) -> FoldingSource:

@@ -19,15 +19,16 @@ import numpy as np
 from .. import golden
 from ..board.build import build_board, capacity_for_network
 from ..codegen.export import export_verilog
-from ..errors import FitError, SimulationError
+from ..errors import FitError, FoldingError, ModelFileError, SimulationError
 from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, fit_check,
                         fold_for_budget, fold_for_fps, refold_to_fit)
-from ..frontend import import_model
+from ..frontend import QonnxModel, import_model, import_qonnx, load_qonnx
 from ..hw import Network
 from ..io import load
 from ..ir import Graph
 from ..passes import apply_folding, fold_batchnorm, load_folding_file
 from ..plan import NetworkPlan, plan_network
+from ..reference import torch_forward
 from ..report import board_section, folding_file_dict, report_dict, write_chart, write_markdown
 from ..sim.run import simulate_compiled
 from .config import BuildConfig, DefaultFolding, FoldingFile, MaxLuts, TargetFps
@@ -41,6 +42,8 @@ Progress = Callable[[str, float], None]
 MEASURE_FRAMES = 4
 #: Seeded random frames of the verification pair when no --inputs are given.
 VERIFICATION_FRAMES = 16
+#: Seeded random frames a QONNX graph and its golden model must agree on at compile time (docs/qonnx.md).
+QONNX_CHECK_FRAMES = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,20 @@ class Compiled:
     family: str
     folding_note: dict | None = None  # how the folding was chosen (target, budget, re-fold), for folding.json
     board: str | None = None         # the board built for: then ``resources`` is the network inside its top
+    qonnx_model: QonnxModel | None = None   # the source graph of a QONNX compile (then torch_model is None)
+
+    @property
+    def reference_name(self) -> str:
+        """What the hardware is compared with: "PyTorch", or "QONNX" (qonnx's executor)."""
+        return "QONNX" if self.qonnx_model is not None else "PyTorch"
+
+    def reference(self, x) -> np.ndarray:
+        """The source model's float outputs (n, classes) for integer pixels ``x``: torch (eval, float64)
+        or the QONNX graph in qonnx's executor."""
+        x = np.asarray(x).reshape((len(x),) + tuple(self.graph.input.shape))
+        if self.qonnx_model is not None:
+            return self.qonnx_model.forward(x)
+        return torch_forward(self.torch_model, x)
 
     @property
     def params(self) -> tuple:
@@ -81,6 +98,7 @@ class BuildState:
     progress: Progress = lambda step, seconds: None
     on_step: Callable[[str], None] | None = None       # a board build's running step (a spinner)
     torch_model: object = None
+    qonnx_model: QonnxModel | None = None
     graph: Graph | None = None
     calibration: np.ndarray | None = None
     overrides: dict | None = None                      # PE/SIMD per layer asked for (file or automatic)
@@ -98,7 +116,8 @@ class BuildState:
         return Compiled(model_path=str(self.config.model), graph=self.graph, plan=self.plan, estimate=self.estimate,
                         torch_model=self.torch_model, resources=self.resources, family=self.config.estimate_family,
                         folding_note=self.folding_note,
-                        board=self.config.board.name if self.config.board is not None else None)
+                        board=self.config.board.name if self.config.board is not None else None,
+                        qonnx_model=self.qonnx_model)
 
     def note(self, **entries) -> None:
         self.folding_note = {**(self.folding_note or {}), **entries}
@@ -107,18 +126,47 @@ class BuildState:
 # ---- compile ----
 
 def load_model(state: BuildState) -> None:
-    state.torch_model = load(state.config.model)
+    """A bnn2hw model file (.pt), or a QONNX graph (.onnx) with its integer input mapping."""
+    cfg = state.config
+    if Path(cfg.model).suffix.lower() == ".onnx":
+        state.qonnx_model = load_qonnx(cfg.model, 8 if cfg.input_bits is None else cfg.input_bits,
+                                       "1/255" if cfg.input_scale is None else cfg.input_scale)
+        return
+    if cfg.input_bits is not None or cfg.input_scale is not None:
+        raise ModelFileError(f"--input-bits and --input-scale describe a QONNX model's input; '{cfg.model}' is a "
+                             "bnn2hw model file, whose InputQuant states its own input; leave them out")
+    state.torch_model = load(cfg.model)
 
 
 def import_layers(state: BuildState) -> None:
-    model = state.torch_model
-    state.graph = import_model(model, model.input_shape)
+    if state.qonnx_model is not None:
+        state.graph = import_qonnx(state.qonnx_model)
+    else:
+        model = state.torch_model
+        state.graph = import_model(model, model.input_shape)
     if state.config.calibration is not None:
         state.calibration = golden.check_inputs(state.graph, state.config.calibration)
 
 
 def fold_thresholds(state: BuildState) -> None:
     state.graph = fold_batchnorm(state.graph, state.calibration)
+    if state.qonnx_model is not None:
+        check_against_qonnx(state.graph, state.qonnx_model, state.calibration)
+
+
+def check_against_qonnx(graph: Graph, qm: QonnxModel, calibration=None) -> None:
+    """The folded graph's classes equal the QONNX graph's in qonnx's executor on QONNX_CHECK_FRAMES
+    seeded random inputs (and the calibration inputs); FoldingError naming the first difference."""
+    x = np.random.default_rng(0).integers(0, 1 << graph.input.bits, size=(QONNX_CHECK_FRAMES,) + graph.input.shape)
+    if calibration is not None:
+        x = np.concatenate([np.asarray(calibration).reshape((len(calibration),) + graph.input.shape), x])
+    ours, theirs = golden.run(graph, x).classes, qm.forward(x).argmax(axis=1)
+    bad = np.flatnonzero(ours != theirs)
+    if len(bad):
+        raise FoldingError(f"the compiled model disagrees with qonnx's executor on {len(bad)} of {len(x)} inputs "
+                           f"(first: input {bad[0]}, class {ours[bad[0]]} against {theirs[bad[0]]}); its scales are "
+                           "probably not powers of two, so the graph's float32 sums round: re-export it with "
+                           "power-of-two scales (Brevitas: restrict_scaling_type=POWER_OF_TWO)")
 
 
 def _as_overrides(fold: dict) -> dict:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputDataError
-from ..ir import BITS, CODES, Graph, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
+from ..ir import BITS, CODES, Graph, InputThreshold, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
 from .accumulate import layer_accumulators
 from .conv import conv_accumulators, pool_bits, windows
 
@@ -93,6 +93,8 @@ def node_in_bits(node, pixel_bits: int) -> int:
 def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | None, np.ndarray]:
     """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order."""
     n = data.shape[0]
+    if isinstance(node, InputThreshold):
+        return None, (data[..., None] >= node.thresholds).sum(axis=-1).astype(np.uint8)
     if isinstance(node, MaxPoolBits):
         out = pool_bits(data.reshape((n,) + node.in_shape), node.kernel, node.stride, node.and_mask)
         return None, out.reshape(n, -1)

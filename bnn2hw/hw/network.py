@@ -2,7 +2,8 @@
 
 Stages, each given by its parameter object: ``MVUParams`` (a dense layer: one vector per beat),
 ``ConvParams`` (sliding window + MVU: one pixel per beat), ``MaxPoolParams`` (one pixel per beat)
-and ``CollectParams`` (the Flatten: pixels in, one vector out). A dense network takes one whole frame
+``CollectParams`` (the Flatten: pixels in, one vector out) and, first, ``ThresholdParams`` (an imported
+graph's input quantizer: pixels in, codes out, one beat per beat). A dense network takes one whole frame
 per input beat; a convolutional one takes one pixel (all channels) per beat, ``input_beats`` per
 frame, in raster order.
 
@@ -24,12 +25,13 @@ from .collect import CollectParams, CollectUnit
 from .conv import ConvParams, ConvUnit
 from .maxpool import MaxPoolParams, MaxPoolUnit
 from .mvu import MatrixVectorUnit, MVUParams, scores_layout
+from .threshold import ThresholdParams, ThresholdUnit
 
 __all__ = ["Network", "STAGE_UNITS"]
 
 #: Parameter type → the component that implements it.
 STAGE_UNITS = {MVUParams: MatrixVectorUnit, ConvParams: ConvUnit, MaxPoolParams: MaxPoolUnit,
-               CollectParams: CollectUnit}
+               CollectParams: CollectUnit, ThresholdParams: ThresholdUnit}
 
 
 def _describe(stage) -> str:
@@ -57,9 +59,14 @@ class Network(wiring.Component):
             if a.out_payload_bits != b.in_payload_bits or pixels_inside:   # codes layers read codes from inside
                 raise ValueError(f"{_describe(a)} cannot feed {_describe(b)}")
         self._stages = stages
+        if any(isinstance(s, ThresholdParams) for s in stages[1:]):
+            raise ValueError("an input threshold unit can only be the first stage")
         first = stages[0]
-        self.pixel_bits = first.window.elem_bits if isinstance(first, ConvParams) else first.lane_bits
-        self.input_beats = first.window.height * first.window.width if isinstance(first, ConvParams) else 1
+        if isinstance(first, ThresholdParams):
+            self.pixel_bits, self.input_beats = first.in_bits, first.beats_per_frame
+        else:
+            self.pixel_bits = first.window.elem_bits if isinstance(first, ConvParams) else first.lane_bits
+            self.input_beats = first.window.height * first.window.width if isinstance(first, ConvParams) else 1
         super().__init__({
             "i": In(stream.Signature(unsigned(first.in_payload_bits))),
             "o": Out(stream.Signature(scores_layout(last.n_out, last.score_width, last.class_width))),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .ops import (BITS, CODES, PIXELS, BatchNorm, Conv, Dense, Folding, InputSpec, MaxPool, MaxPoolBits, ScoresDense,
-                  ThresholdConv, ThresholdDense)
+from .ops import (BITS, CODES, PIXELS, BatchNorm, Conv, Dense, Folding, InputSpec, InputThreshold, MaxPool,
+                  MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense)
 
 __all__ = ["Graph", "validate"]
 
@@ -32,7 +32,12 @@ class Graph:
 
     @property
     def is_folded(self) -> bool:
-        return all(isinstance(n, (ThresholdDense, ScoresDense, MaxPoolBits)) for n in self.nodes)
+        return all(isinstance(n, (ThresholdDense, ScoresDense, MaxPoolBits, InputThreshold)) for n in self.nodes)
+
+    @property
+    def input_threshold(self) -> InputThreshold | None:
+        """The imported input quantizer the first layer reads, if the graph has one."""
+        return self.nodes[0] if isinstance(self.nodes[0], InputThreshold) else None
 
     @property
     def has_convolutions(self) -> bool:
@@ -65,8 +70,10 @@ def validate(graph: Graph) -> Graph:
             channels = width
         elif isinstance(node, BatchNorm):
             assert node.gamma.shape == (channels,), f"{node.name}: {node.gamma.shape[0]} channels, expected {channels}"
+        if isinstance(node, InputThreshold):
+            assert i == 0, f"{node.name}: an input threshold must be the first node"
         if isinstance(node, (ThresholdDense, ScoresDense)):
-            expected = (PIXELS if i == first_compute else BITS, CODES)
+            expected = (PIXELS if i == first_compute and graph.input_threshold is None else BITS, CODES)
             assert node.input_kind in expected, f"{node.name}: input kind {node.input_kind}, expected {expected}"
         if isinstance(node, ScoresDense):
             assert i == len(graph.nodes) - 1, f"{node.name}: a scores layer must be last"

@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["InputSpec", "Dense", "BatchNorm", "Sign", "Quant", "ThresholdDense", "ScoresDense", "Folding",
            "PIXELS", "BITS", "CODES", "Grid", "SIGN_GRID", "pixel_grid", "accumulator_range", "Window", "Conv",
-           "MaxPool", "ThresholdConv", "MaxPoolBits"]
+           "MaxPool", "ThresholdConv", "MaxPoolBits", "InputThreshold", "Activation", "OutputMap"]
 
 PIXELS = "pixels"   # input is unsigned multi-bit pixels, mapped to odd integers q = 2x - (2**bits - 1)
 BITS = "bits"       # input is a vector of binary activations
@@ -90,9 +90,16 @@ def accumulator_range(input_kind: str, n_in: int, in_bits: int, weight_precision
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The network input: ``shape`` (without batch) of unsigned ``bits``-bit integer pixels."""
+    """The network input: ``shape`` (without batch) of unsigned ``bits``-bit integer pixels, whose real
+    values are ``grid``'s (None: InputQuant's, :func:`pixel_grid`; an imported graph's plain input has
+    its own, x = p·scale)."""
     shape: tuple[int, ...]
     bits: int
+    grid: Grid | None = None
+
+    @property
+    def value_grid(self) -> Grid:
+        return self.grid if self.grid is not None else pixel_grid(self.bits)
 
     @property
     def size(self) -> int:
@@ -165,6 +172,48 @@ class Quant:
     mode: str
     scale: float
     narrow: bool
+
+
+@dataclass(frozen=True, eq=False)
+class InputThreshold:
+    """An imported graph's input quantizer as an elementwise multi-threshold on the integer pixels p:
+    code = #{k : p ≥ thresholds[k]}, the same ascending thresholds for every pixel; ``grid`` gives the
+    codes' real values (what the first layer reads). ``source`` names the graph's nodes it replaces."""
+    name: str
+    position: int
+    thresholds: np.ndarray
+    grid: Grid
+    source: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "thresholds", _frozen_array(self.thresholds, np.int64))
+
+    @property
+    def out_bits(self) -> int:
+        return self.grid.bits
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """An imported layer's bias, normalisation and quantizer as one reference function: ``reference``
+    (values (M, C) float64, channels slice) → codes (M, C) int64 of ``grid``, where values are the real
+    outputs of the layer before it. For a QONNX graph it runs the graph's own nodes in qonnx's executor
+    (bnn2hw/frontend/qonnx_import.py); the fold finds thresholds on it as on torch's BatchNorm."""
+    name: str
+    position: int
+    grid: Grid
+    reference: object
+    source: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class OutputMap:
+    """An imported head's elementwise nodes after its last matrix product: ``reference`` (values (M, C)
+    float64, channels slice) → the graph's outputs (M, C), float."""
+    name: str
+    position: int
+    reference: object
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from torch.nn import functional as F
 
 from ..errors import FoldingError, UnsupportedModelError
 from ..golden.execute import channel_last, layer_accumulators, node_in_bits, node_outputs, raw_scores
-from ..ir import (BITS, CODES, PIXELS, SIGN_GRID, BatchNorm, Conv, Dense, Graph, Grid, MaxPool, MaxPoolBits, Quant,
-                  ScoresDense, Sign, ThresholdConv, ThresholdDense, accumulator_range, pixel_grid, validate)
+from ..ir import (BITS, CODES, PIXELS, SIGN_GRID, Activation, BatchNorm, Conv, Dense, Graph, Grid, InputThreshold,
+                  MaxPool, MaxPoolBits, OutputMap, Quant, ScoresDense, Sign, ThresholdConv, ThresholdDense,
+                  accumulator_range, pixel_grid, validate)
 from ..nn import QuantAct
 
 __all__ = ["fold_batchnorm", "analytic_threshold", "accumulator_grid", "reference_bits"]
@@ -177,6 +178,8 @@ def _reference_codes(values: np.ndarray, bias, bn: BatchNorm | None, act, channe
     if bn is not None:
         t = lambda a: _tensor(a[channels])
         y = F.batch_norm(y.contiguous(), t(bn.mean), t(bn.var), t(bn.gamma), t(bn.beta), training=False, eps=bn.eps)
+    if isinstance(act, Activation):         # an imported graph's own nodes compute the codes
+        return np.asarray(act.reference(np.asarray(values, dtype=np.float64), channels), dtype=np.int64)
     if isinstance(act, Quant):
         quant = QuantAct(act.bits, mode=act.mode, scale=act.scale, narrow=act.narrow)
         return quant.codes(y).numpy().astype(np.int64)
@@ -193,7 +196,7 @@ def _fold_multithreshold(dense: Dense, bn: BatchNorm | None, act, kind: str, in_
     is checked when the grid is small enough (``_MAX_EXHAUSTIVE``), else both sides of every threshold,
     which for a monotone function covers every value."""
     n_in, n_out = dense.in_features, dense.out_features
-    levels = act.grid.levels if isinstance(act, Quant) else 2
+    levels = act.grid.levels if isinstance(act, (Quant, Activation)) else 2
     n_t = levels - 1
     lo, step, count = _lattice(kind, dense, in_bits)
     hi = lo + step * (count - 1)
@@ -236,7 +239,7 @@ def _fold_multithreshold(dense: Dense, bn: BatchNorm | None, act, kind: str, in_
                           weight_bits=bits, thresholds=thresholds if n_t > 1 else thresholds[:, 0], flipped=flips,
                           weights=weights, weight_precision=dense.weight_precision,
                           in_grid=in_grid if kind == CODES else None,
-                          out_grid=act.grid if isinstance(act, Quant) else None)
+                          out_grid=act.grid if isinstance(act, (Quant, Activation)) and not act.grid.is_sign else None)
 
 
 def _check_multithreshold(name: str, ch: slice, t: np.ndarray, codes_at, flip, lo: int, step: int, count: int,
@@ -264,10 +267,12 @@ def _check_multithreshold(name: str, ch: slice, t: np.ndarray, codes_at, flip, l
 
 
 def _torch_head(calibration_acc: np.ndarray, input_kind: str, dense: Dense, bn: BatchNorm | None,
-                in_grid: Grid) -> np.ndarray:
+                in_grid: Grid, output_map: OutputMap | None = None) -> np.ndarray:
     """torch's float64 head output for the head's integer accumulators (popcounts, pixel sums or
-    codes sums)."""
+    codes sums); an imported head's own output nodes (``output_map``) instead of torch."""
     v = layer_values(input_kind, dense, in_grid, calibration_acc, slice(None))
+    if output_map is not None:
+        return np.asarray(output_map.reference(v, slice(None)), dtype=np.float64)
     y = _tensor(np.ascontiguousarray(v))
     if dense.bias is not None:
         y = y + _tensor(dense.bias)[None, :]
@@ -292,15 +297,50 @@ def _head_slope(input_kind: str, dense: Dense, in_grid: Grid, bn: BatchNorm | No
     return sigma / d_scale, np.zeros(n)
 
 
+def _common_increasing(output_map: OutputMap, dense: Dense, input_kind: str, in_grid: Grid, m: np.ndarray,
+                       k: np.ndarray) -> bool:
+    """Whether an imported head's output nodes order the classes exactly as the integer scores
+    m·raw + k do (ties included): every reachable raw value of every class is pushed through the
+    layer's real value and the graph's own output nodes, and the outputs must be one strictly
+    increasing function of the integer score, the same for every class."""
+    lo, hi = accumulator_range(input_kind, dense.in_features, in_grid.bits, dense.weight_precision)
+    step = 2 if input_kind == PIXELS else 1
+    acc = np.arange(lo, hi + 1, step, dtype=np.int64)
+    n = dense.out_features
+    if len(acc) * n > _MAX_GRID_ELEMENTS:
+        return False
+    acc_all = np.repeat(acc[:, None], n, axis=1)
+    out = np.asarray(output_map.reference(layer_values(input_kind, dense, in_grid, acc_all, slice(None)),
+                                          slice(None)), dtype=np.float64).reshape(-1)
+    raw = raw_scores(ScoresDense(dense.name, dense.position, input_kind, in_grid.bits,
+                                 (dense.weight > 0).astype(np.uint8)), acc_all)
+    score = (raw * m[None, :] + k[None, :]).reshape(-1)
+    order = np.argsort(score, kind="stable")
+    score, out = score[order], out[order]
+    same = score[1:] == score[:-1]
+    return bool(np.all(out[1:][same] == out[:-1][same]) and np.all(out[1:][~same] > out[:-1][~same]))
+
+
 def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: int, in_grid: Grid,
-                 calibration_acc: np.ndarray) -> ScoresDense:
+                 calibration_acc: np.ndarray, output_map: OutputMap | None = None) -> ScoresDense:
     bits = (dense.weight > 0).astype(np.uint8)
     base = dict(name=dense.name, position=dense.position, input_kind=input_kind, in_bits=in_bits, weight_bits=bits)
     if input_kind == CODES:
         base.update(weights=dense.weight.astype(np.int64), weight_precision=dense.weight_precision, in_grid=in_grid)
     m, k = _head_slope(input_kind, dense, in_grid, bn)
-    legacy = input_kind != CODES and dense.scale is None
-    if bn is None and dense.bias is None and dense.scale is None and not k.any():
+    if output_map is not None:
+        # integer scores: the raw score, or step·A + offset·Σw on a grid with an offset
+        n = dense.out_features
+        m_int = np.full(n, in_grid.step if input_kind == CODES else 1, dtype=np.int64)
+        k_int = (in_grid.offset * dense.weight.astype(np.int64).sum(axis=1) if input_kind == CODES
+                 else np.zeros(n, dtype=np.int64))
+        if _common_increasing(output_map, dense, input_kind, in_grid, m_int, k_int):
+            if np.all(m_int == 1) and not k_int.any():
+                return ScoresDense(**base)
+            return ScoresDense(**base, scale=m_int, offset=k_int, frac_bits=0)
+        # per-class output nodes: the fixed-point affine below, validated against the graph itself
+    legacy = input_kind != CODES and dense.scale is None and output_map is None
+    if bn is None and dense.bias is None and dense.scale is None and not k.any() and output_map is None:
         return ScoresDense(**base)     # raw scores are torch's output times one positive constant
     n = dense.out_features
     gamma = bn.gamma if bn is not None else np.ones(n)
@@ -314,13 +354,21 @@ def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: i
         d = beta + gamma * (b - mean) / sd
         max_raw = dense.in_features * d_scale
     else:
-        a = gamma / sd * m
-        d = beta + gamma * (k + b - mean) / sd
         lo, hi = accumulator_range(input_kind, dense.in_features, in_bits, dense.weight_precision)
         max_raw = max(abs(lo), abs(hi), dense.in_features)
+        if output_map is None:
+            a = gamma / sd * m
+            d = beta + gamma * (k + b - mean) / sd
+        else:      # the output nodes' slope and intercept per unit of raw score, read off the graph itself
+            probe = ScoresDense(**base)
+            acc = np.array([[lo] * n, [hi] * n]) if input_kind != BITS else np.array([[0] * n, [dense.in_features] * n])
+            raw = raw_scores(probe, acc).astype(np.float64)
+            out = _torch_head(acc, input_kind, dense, None, in_grid, output_map)
+            a = (out[1] - out[0]) / (raw[1] - raw[0])
+            d = out[0] - a * raw[0]
     calibration_raw = raw_scores(ScoresDense(**base), calibration_acc)
-    expected = np.argmax(_torch_head(calibration_acc, input_kind, dense, bn, in_grid), axis=1)
-    if bn is None and dense.bias is None and dense.scale is None:
+    expected = np.argmax(_torch_head(calibration_acc, input_kind, dense, bn, in_grid, output_map), axis=1)
+    if bn is None and dense.bias is None and dense.scale is None and output_map is None:
         # A codes head on a grid with an offset: torch's score is (step·A + o·W_c)·s/d, so the integers
         # step·A + o·W_c are exact scores (one common scale, no fraction bits), kept where they give
         # torch's argmax (always, for dyadic grids).
@@ -346,11 +394,13 @@ def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: i
         hint="retrain the head without BatchNorm1d and bias, so the class scores are plain integers")
 
 
-def _input_kind(first: bool, dense: Dense, in_grid: Grid) -> str:
-    """Which accumulator a layer has: the 1-bit datapaths (pixels first, bits after a sign) for ±1
-    weights, else Σ w·x over codes."""
-    if dense.weight_precision == 1 and (first or in_grid.is_sign):
-        return PIXELS if first else BITS
+def _input_kind(reads_pixels: bool, dense: Dense, in_grid: Grid) -> str:
+    """Which accumulator a layer has: the 1-bit datapaths (InputQuant's pixels, bits after a sign) for
+    ±1 weights, else Σ w·x over codes (any other grid, an imported graph's plain input among them)."""
+    if dense.weight_precision == 1 and reads_pixels and in_grid == pixel_grid(in_grid.bits):
+        return PIXELS
+    if dense.weight_precision == 1 and in_grid.is_sign:
+        return BITS
     return CODES
 
 
@@ -360,21 +410,26 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
     ``calibration`` (integer pixel inputs) plus 2048 seeded random inputs validate the last layer's
     fixed-point affine, if it has one: its argmax must equal torch's on all of them.
     """
+    nodes = list(graph.nodes)
+    folded = []
+    bits = graph.input.bits
+    in_grid = graph.input.value_grid
+    if nodes and isinstance(nodes[0], InputThreshold):      # an imported input quantizer: the first layer reads codes
+        folded.append(nodes[0])
+        in_grid = nodes.pop(0).grid
     groups, current = [], []
-    for node in graph.nodes:
+    for node in nodes:
         if isinstance(node, Dense) and current:  # Conv is a Dense too: every layer starts a group
             groups.append(current)
             current = []
         current.append(node)
     groups.append(current)
-    folded = []
-    bits = graph.input.bits
-    in_grid = pixel_grid(bits)
     for i, group in enumerate(groups):
         dense = group[0]
         bn = next((n for n in group if isinstance(n, BatchNorm)), None)
-        act = next((n for n in group if isinstance(n, (Sign, Quant))), None)
-        kind = _input_kind(i == 0, dense, in_grid)
+        act = next((n for n in group if isinstance(n, (Sign, Quant, Activation))), None)
+        output_map = next((n for n in group if isinstance(n, OutputMap)), None)
+        kind = _input_kind(i == 0 and graph.input_threshold is None, dense, in_grid)
         node_bits = in_grid.bits if kind == CODES else bits
         if act is not None:
             if isinstance(act, Sign) and kind != CODES and dense.scale is None:
@@ -391,7 +446,7 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
                 and_mask = node.flipped if pool.before_bn and bn is not None else np.zeros(dense.out_features, bool)
                 folded.append(MaxPoolBits(pool.name, pool.position, pool.in_shape, pool.kernel, pool.stride,
                                           and_mask, bits=node.out_bits))
-            in_grid = act.grid if isinstance(act, Quant) else SIGN_GRID
+            in_grid = act.grid if isinstance(act, (Quant, Activation)) else SIGN_GRID
             continue
         rng = np.random.default_rng(seed)
         x = rng.integers(0, graph.input.max_value + 1, size=(2048, graph.input.size))
@@ -404,5 +459,5 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
                             weight_bits=(dense.weight > 0).astype(np.uint8),
                             weights=dense.weight.astype(np.int64) if kind == CODES else None)
         acc = layer_accumulators(probe, data, node_in_bits(probe, bits))
-        folded.append(_fold_scores(dense, bn, kind, node_bits, in_grid, acc))
+        folded.append(_fold_scores(dense, bn, kind, node_bits, in_grid, acc, output_map))
     return validate(graph.replace(nodes=tuple(folded)))

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..hw import CollectParams, ConvParams, MaxPoolParams, WindowParams
-from ..ir import BITS, Folding, Graph, MaxPoolBits, ThresholdConv
+from ..hw import CollectParams, ConvParams, MaxPoolParams, ThresholdParams, WindowParams
+from ..ir import BITS, Folding, Graph, InputThreshold, MaxPoolBits, ThresholdConv
 from .layer import LayerPlan
 from .target import HardwareTarget, target_for
 
@@ -30,10 +30,11 @@ DECOUPLING_ROWS = 1
 @dataclass(frozen=True)
 class StreamUnitPlan:
     """A stream unit with a rate fixed by its geometry: a convolution's sliding window ("<conv>
-    window"), a pool (its layer name) or the Flatten collector ("flatten")."""
+    window"), a pool (its layer name), the Flatten collector ("flatten") or an imported graph's input
+    quantizer (its name)."""
     label: str
-    kind: str                     # "window", "pool", "collect"
-    params: WindowParams | MaxPoolParams | CollectParams
+    kind: str                     # "window", "pool", "collect", "threshold"
+    params: WindowParams | MaxPoolParams | CollectParams | ThresholdParams
 
     @property
     def cycles_per_frame(self) -> int:
@@ -123,7 +124,8 @@ class NetworkPlan:
         convolutional one, whose latency is measured in simulation."""
         if self.graph.has_convolutions:
             return None
-        return sum(l.cycles_per_frame + l.pipeline_cycles for l in self.layers)
+        units = sum(u.params.latency_cycles for u in self.stream_units if u.kind == "threshold")
+        return units + sum(l.cycles_per_frame + l.pipeline_cycles for l in self.layers)
 
     @cached_property
     def stages(self) -> tuple:
@@ -155,7 +157,14 @@ def plan_network(graph: Graph, target: HardwareTarget | str | None = None, foldi
         return LayerPlan(node, f.pe, f.simd, target, class_index=class_index or node.name != last)
 
     for node in graph.nodes:
-        if isinstance(node, ThresholdConv):
+        if isinstance(node, InputThreshold):
+            shape = graph.input.shape
+            conv = graph.has_convolutions
+            params = ThresholdParams(elements=shape[0] if conv else graph.input.size, in_bits=graph.input.bits,
+                                     thresholds=tuple(int(t) for t in node.thresholds),
+                                     beats_per_frame=shape[1] * shape[2] if conv else 1)
+            stages.append(StagePlan(node.name, unit=StreamUnitPlan(node.name, "threshold", params)))
+        elif isinstance(node, ThresholdConv):
             window = StreamUnitPlan(f"{node.name} window", "window", _window_params(node))
             stages.append(StagePlan(node.name, layer(node), window))
             image = node.window.out_hw + (node.out_features,)
