@@ -83,7 +83,7 @@ def compile_cmd(model, out_dir, board, folding, target_fps, max_luts, clock_mhz,
         if status is not None:
             status.stop()
     note = state.folding_note or {}
-    for line in ([note["refolded"]] if "refolded" in note else []) + note.get("fit_warnings", []):
+    for line in ([note["refolded"]] if "refolded" in note else []) + note.get("fit_warnings", []) + state.notes:
         err.print(f"[yellow]note:[/yellow] {line}")
     report = state.report
     out.print(_layer_table(report))

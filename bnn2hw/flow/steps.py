@@ -25,7 +25,7 @@ from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, esti
 from ..frontend import QonnxModel, import_model, import_qonnx, load_qonnx
 from ..hw import Network
 from ..io import load
-from ..ir import Graph
+from ..ir import Dense, Graph, InputThreshold
 from ..passes import apply_folding, fold_batchnorm, load_folding_file
 from ..plan import NetworkPlan, plan_network
 from ..reference import torch_forward
@@ -110,6 +110,7 @@ class BuildState:
     verification_inputs: np.ndarray | None = None
     report: dict = field(default_factory=dict)
     written: Path | None = None
+    notes: list = field(default_factory=list)          # what the user should know about this compile
 
     @property
     def compiled(self) -> Compiled:
@@ -149,9 +150,31 @@ def import_layers(state: BuildState) -> None:
 
 
 def fold_thresholds(state: BuildState) -> None:
-    state.graph = fold_batchnorm(state.graph, state.calibration)
+    raw = state.graph
+    state.graph = fold_batchnorm(raw, state.calibration)
     if state.qonnx_model is not None:
         check_against_qonnx(state.graph, state.qonnx_model, state.calibration)
+        inexact = inexact_scales(raw)
+        if inexact:
+            state.notes.append(
+                f"the graph's scales {', '.join(f'{v:g}' for v in inexact)} are not powers of two: the hardware is "
+                "exact with the graph's real-number arithmetic, which qonnx's float32 sums round; they agreed on "
+                f"all {QONNX_CHECK_FRAMES} checked inputs, but may differ on others at a rounding tie "
+                "(docs/qonnx.md); power-of-two scales make the two equal on every input")
+
+
+def inexact_scales(graph: Graph) -> list[float]:
+    """The activation and weight scales of an imported graph that are not powers of two (its float32
+    matrix products then round)."""
+    values = set()
+    for node in graph.nodes:
+        grid = getattr(node, "grid", None)
+        if grid is not None and not isinstance(node, InputThreshold):
+            values.add(grid.scale / grid.divisor)
+        scale = getattr(node, "scale", None)
+        if isinstance(node, Dense) and scale is not None:
+            values |= {float(v) for v in np.unique(scale)}
+    return sorted(v for v in values if v > 0 and not float(np.log2(v)).is_integer())
 
 
 def check_against_qonnx(graph: Graph, qm: QonnxModel, calibration=None) -> None:
@@ -254,6 +277,8 @@ def write_verification(state: BuildState) -> None:
     (state.staging / "folding.json").write_text(json.dumps(folding_file_dict(graph, state.folding_note), indent=2)
                                                 + "\n")
     state.report = report_dict(state.compiled)
+    if state.notes:
+        state.report["notes"] = list(state.notes)
 
 
 def simulate_board_frames(state: BuildState) -> None:

@@ -288,7 +288,7 @@ def _quantizer_grid(walk: _Walk, node) -> Grid | None:
     """The grid of a quantizer's output values; None (with a problem noted) where it has none."""
     if node.op_type == "BipolarQuant":
         scale = walk.constant(node.input[1])
-        if scale is None or scale.size != 1 or float(scale) <= 0:
+        if scale is None or scale.size != 1 or float(scale.reshape(())) <= 0:
             walk.problems.append((walk.qm.node_index(node), f"{walk.where(node)} needs one positive constant "
                                   "scale per tensor for an activation"))
             return None
