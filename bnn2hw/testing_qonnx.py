@@ -48,8 +48,9 @@ class _Builder:
     # -- quantizers ------------------------------------------------------------------------------------------
     def activation(self, x: str, channels: int, spatial: bool) -> str:
         kind = self.rng.choice(["bipolar", "signed", "unsigned", "multithreshold"], p=[0.3, 0.3, 0.2, 0.2])
-        if kind == "bipolar":
-            return self.node("BipolarQuant", [x, self.const(1.0)], domain=_QDOMAIN)
+        if kind == "bipolar":            # a scalar scale, or a (1,)-shaped one as torch.onnx writes it
+            return self.node("BipolarQuant", [x, self.const(1.0 if self.rng.random() < 0.5 else [1.0])],
+                             domain=_QDOMAIN)
         if kind == "multithreshold":
             levels = int(self.rng.integers(2, 8))
             t = np.sort(self.rng.normal(0.0, 1.5, size=(channels, levels - 1)), axis=1)

@@ -329,12 +329,17 @@ def _fold_scores(dense: Dense, bn: BatchNorm | None, input_kind: str, in_bits: i
         base.update(weights=dense.weight.astype(np.int64), weight_precision=dense.weight_precision, in_grid=in_grid)
     m, k = _head_slope(input_kind, dense, in_grid, bn)
     if output_map is not None:
-        # integer scores: the raw score, or step·A + offset·Σw on a grid with an offset
+        # integer scores: the raw score, or step·A + offset·Σw on a grid with an offset, times each
+        # class's weight scale in units of the smallest (powers of two: integers)
         n = dense.out_features
         m_int = np.full(n, in_grid.step if input_kind == CODES else 1, dtype=np.int64)
         k_int = (in_grid.offset * dense.weight.astype(np.int64).sum(axis=1) if input_kind == CODES
                  else np.zeros(n, dtype=np.int64))
-        if _common_increasing(output_map, dense, input_kind, in_grid, m_int, k_int):
+        ratio = np.ones(n) if dense.scale is None else dense.scale / dense.scale.min()
+        integral = np.all(ratio == np.round(ratio)) and ratio.max() < 2 ** 20
+        if integral:
+            m_int, k_int = m_int * ratio.astype(np.int64), k_int * ratio.astype(np.int64)
+        if integral and _common_increasing(output_map, dense, input_kind, in_grid, m_int, k_int):
             if np.all(m_int == 1) and not k_int.any():
                 return ScoresDense(**base)
             return ScoresDense(**base, scale=m_int, offset=k_int, frac_bits=0)
