@@ -18,7 +18,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 
 @pytest.mark.synth("yosys")
 @pytest.mark.parametrize("model,fam", [("digits_mlp.pt", "ice40"), ("digits_mlp.pt", "xilinx"),
-                                       ("digits_cnn.pt", "ecp5")])
+                                       ("digits_cnn.pt", "ecp5"), ("digits_w2a2.pt", "xilinx")])
 def test_the_estimate_matches_yosys_within_its_calibration(model, fam, tmp_path):
     graph = compile_model(MODELS / model).graph
     plan = plan_network(graph, family(fam).target)

@@ -114,8 +114,12 @@ def _weight_width(layer: LayerPlan) -> int:
     rows = layer.cycles
     if rows == 1:
         return 0                                   # read at address 0 only: a constant
+    width = layer.lanes * layer.weight_precision
     if rows >= 16:
-        return layer.lanes
+        return width
+    if layer.weight_precision > 1 or layer.codes:  # the ROM's rows of k-bit fields, as bits
+        image = (np.array(layer.weight_rows, dtype=object)[:, None] >> np.arange(width)) & 1
+        return nonconstant_columns(image.astype(np.uint8))
     return nonconstant_columns(layer.weight_image())
 
 
