@@ -1,13 +1,17 @@
-"""FINN's W1A1 benchmark networks (TFC, SFC, LFC, CNV) with FINN's folding, through bnn2hw, measured.
+"""FINN's benchmark networks (TFC, SFC, LFC, CNV; W1A1, W1A2, W2A2) with FINN's folding, through bnn2hw, measured.
 
     python bench/finn_suite.py [--networks tfc,sfc,lfc,cnv] [--families xilinx,ice40,ecp5] [--pnr]
+    python bench/finn_suite.py --networks tfc-w1a2,tfc-w2a2,lfc-w1a2,cnv-w1a2,cnv-w2a2 --families xilinx
                                [--frames 3] [--json docs/finn_suite.json] [--work build/finn_suite]
     python bench/finn_suite.py --table-only --json docs/finn_suite.json --markdown docs/benchmarks.md
                                                        # the table in docs/benchmarks.md, from the records
 
 For each network: random weights (seeded; BatchNorm statistics measured on random inputs, so every
 threshold lies inside its accumulator range — sizes and cycles do not depend on the weights),
-compiled with FINN's published W1A1 folding (FOLDINGS below says where each comes from). For each
+compiled with FINN's published folding (FOLDINGS below says where each comes from). A name with a
+``-w1a2`` or ``-w2a2`` suffix is FINN's multi-bit variant of the network: 2-bit activations on Brevitas'
+narrow signed grid {−1, 0, +1} (FINN's A2; the FC networks' input becomes 2-bit pixels, FINN's input
+quantizer being 2 bits too) and, for W2A2, ternary weights in every layer. For each
 family the network is built for that family's hardware target (bnn2hw/plan/target.py: xilinx-7, ice40-up5k,
 ecp5), exported as Verilog and synthesised with Yosys (synth_xilinx -family xc7, synth_ice40 -dsp,
 synth_ecp5; bnn2hw.synth). With ``--pnr`` it is placed and routed out of context (a three-pin
@@ -43,7 +47,8 @@ from bnn2hw.codegen.export import export_verilog  # noqa: E402
 from bnn2hw.flow import compile_model  # noqa: E402
 from bnn2hw.estimate import device_capacity, family as family_info  # noqa: E402
 from bnn2hw.plan import plan_network  # noqa: E402
-from bnn2hw.nn import BinaryAct, BinaryLinear, InputQuant  # noqa: E402
+from bnn2hw.nn import BinaryLinear, InputQuant  # noqa: E402
+from cnv_w1a1 import activation  # noqa: E402
 from bnn2hw.errors import ToolError  # noqa: E402
 from bnn2hw.synth import place_and_route, synthesize  # noqa: E402
 
@@ -59,6 +64,14 @@ FOLDINGS = {
             "PE 16 over 10 outputs padded to 16; here PE 10, the same 128 cycles)"),
     "cnv": (None, "models/cnv_w1a1_folding.json (BNN-PYNQ cnvW1A1 config.h = finn-examples cnv-w1a1)"),
 }
+#: The multi-bit variants' folding, where it is not the W1A1 one.
+VARIANT_FOLDINGS = {
+    "tfc-w1a2": "finn-examples tfc-w1a2_folding_config.json: the W1A1 PE/SIMD",
+    "tfc-w2a2": "finn-examples tfc-w2a2_folding_config.json: the W1A1 PE/SIMD",
+    "lfc-w1a2": "BNN-PYNQ bnn/src/network/lfcW1A2/hw/config.h: the W1A1 PE/SIMD",
+    "cnv-w1a2": "BNN-PYNQ cnvW1A2/hw/config.h: the W1A1 PE/SIMD (models/cnv_w1a1_folding.json)",
+    "cnv-w2a2": "models/cnv_w2a2_folding.json (BNN-PYNQ cnvW2A2/hw/config.h)",
+}
 HIDDEN = {"tfc": (64, 64, 64), "sfc": (256, 256, 256), "lfc": (1024, 1024, 1024)}
 
 #: FINN's published figures (ANCHORS.md §1.5, §5): PYNQ-Z1 (xc7z020) Vivado 2018.2 utilisation,
@@ -73,7 +86,32 @@ FINN_REFERENCE = {
     "tfc": {"cycles_per_frame": 64, "lanes": 16 * 49 + 64 + 64 + 80,
             "source": "cycles and lanes from FINN's folding (max over layers of MW/SIMD · MH/PE); no published "
                       "utilisation for TFC W1A1 was found"},
+    "lfc-w1a2": {"luts": 48_981, "lutram": 4_791, "ffs": 45_338, "bram": 110, "dsp": 4, "cycles_per_frame": 512,
+                 "lanes": 6_272, "ops_per_frame": 6_029_312,
+                 "source": "BNN-PYNQ lfcW1A2 README (Vivado 2018.2, PYNQ-Z1), config.h"},
+    "cnv-w1a2": {"luts": 40_321, "lutram": 3_776, "ffs": 56_276, "bram": 131.5, "dsp": 26, "cycles_per_frame": 32_768,
+                 "lanes": 2_272, "ops_per_frame": 118_978_048,
+                 "source": "BNN-PYNQ cnvW1A2 README (Vivado 2018.2, PYNQ-Z1), config.h"},
+    "cnv-w2a2": {"luts": 37_302, "lutram": 7_437, "ffs": 51_386, "bram": 140, "dsp": 32, "cycles_per_frame": 115_200,
+                 "lanes": 8 * 3 + 16 * 16 + 8 * 16 + 8 * 16 + 4 * 8 + 8 + 2 + 4 + 4, "ops_per_frame": 118_978_048,
+                 "source": "BNN-PYNQ cnvW2A2 README (Vivado 2018.2, PYNQ-Z1), config.h"},
+    "tfc-w1a2": {"cycles_per_frame": 64, "lanes": 16 * 49 + 64 + 64 + 80,
+                 "source": "cycles and lanes from finn-examples' folding; no published utilisation was found"},
+    "tfc-w2a2": {"cycles_per_frame": 64, "lanes": 16 * 49 + 64 + 64 + 80,
+                 "source": "cycles and lanes from finn-examples' folding; no published utilisation was found"},
 }
+NETWORKS = ("tfc", "sfc", "lfc", "cnv", "tfc-w1a2", "tfc-w2a2", "lfc-w1a2", "cnv-w1a2", "cnv-w2a2")
+
+
+def precision(name: str) -> tuple[str, int, int]:
+    """(base network, weight bits, activation bits) of a suite name: "cnv" → ("cnv", 1, 1),
+    "tfc-w2a2" → ("tfc", 2, 2)."""
+    if name not in NETWORKS:
+        raise SystemExit(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
+    base, _, suffix = name.partition("-")
+    if not suffix:
+        return base, 1, 1
+    return base, int(suffix[1]), int(suffix[3])
 #: family → nextpnr device, package, target MHz, bnn2hw's device table key, and the part's short name.
 PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0, "LFE5U-85F", "ECP5-85F"),
                "ice40": ("up5k", "sg48", 48.0, "iCE40UP5K", "UP5K")}
@@ -96,36 +134,41 @@ def placement_overflow(total, family: str) -> str | None:
     return "; ".join(over) + " (wrapper included)" if over else None
 
 
-def dense_model(hidden: tuple[int, ...], seed: int, calibration: int = 512):
-    """784 → hidden… → 10 with 1-bit input (binarised MNIST pixels, as FINN's FC networks), random weights."""
+def dense_model(hidden: tuple[int, ...], seed: int, calibration: int = 512, weight_bits: int = 1,
+                act_bits: int = 1):
+    """784 → hidden… → 10 with 1-bit input (binarised MNIST pixels, as FINN's FC networks; 2-bit pixels
+    for A2), random weights; ``weight_bits``/``act_bits`` 2: FINN's W2A2 / W1A2 (examples/cnv_w1a1.py)."""
     from bnn2hw.io import BinaryNet
     from bnn2hw.train import recalibrate_batchnorm
     torch.manual_seed(seed)
-    layers: list[nn.Module] = [InputQuant(1)]
+    layers: list[nn.Module] = [InputQuant(act_bits)]
     width = 784
     for h in hidden:
-        layers += [BinaryLinear(width, h), nn.BatchNorm1d(h), BinaryAct()]
+        layers += [BinaryLinear(width, h, weight_bits=weight_bits), nn.BatchNorm1d(h), activation(act_bits)]
         width = h
-    layers.append(BinaryLinear(width, 10))
+    layers.append(BinaryLinear(width, 10, weight_bits=weight_bits))
     model = BinaryNet(*layers, input_shape=(784,))
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm1d):
                 m.weight.uniform_(-1.0, 1.0)
                 m.bias.uniform_(-0.5, 0.5)
-    recalibrate_batchnorm(model, torch.randint(0, 2, (calibration, 784)).float())
+    recalibrate_batchnorm(model, torch.randint(0, 1 << act_bits, (calibration, 784)).float())
     return model.eval()
 
 
 def build(name: str, work: Path, seed: int):
     """(compiled network, input shape, folding source)."""
     model_path = work / f"{name}.pt"
-    folding, source = FOLDINGS[name]
-    if name == "cnv":
+    base, wbits, abits = precision(name)
+    folding, source = FOLDINGS[base]
+    source = VARIANT_FOLDINGS.get(name, source)
+    if base == "cnv":
         from cnv_w1a1 import INPUT_SHAPE, random_cnv
-        bnn2hw.save(random_cnv(seed), model_path, input_shape=INPUT_SHAPE)
-        return compile_model(model_path, folding_file=ROOT / "models" / "cnv_w1a1_folding.json"), INPUT_SHAPE, source
-    bnn2hw.save(dense_model(HIDDEN[name], seed), model_path, input_shape=(784,))
+        bnn2hw.save(random_cnv(seed, weight_bits=wbits, act_bits=abits), model_path, input_shape=INPUT_SHAPE)
+        folding_file = ROOT / "models" / ("cnv_w2a2_folding.json" if name == "cnv-w2a2" else "cnv_w1a1_folding.json")
+        return compile_model(model_path, folding_file=folding_file), INPUT_SHAPE, source
+    bnn2hw.save(dense_model(HIDDEN[base], seed, weight_bits=wbits, act_bits=abits), model_path, input_shape=(784,))
     folding_path = work / f"{name}_folding.json"
     folding_path.write_text(json.dumps({"layers": {k: {"pe": pe, "simd": simd} for k, (pe, simd) in folding.items()}}))
     return compile_model(model_path, folding_file=folding_path), (784,), source
@@ -180,7 +223,7 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
         fam_rec: dict = {"target": target.name, "verilog_s": round(time.perf_counter() - t1, 1)}
         rec["families"][fam] = fam_rec
         if fam == "xilinx" and not skip_sim:
-            sim = simulator or ("amaranth" if name in ("tfc", "sfc") else "verilator")
+            sim = simulator or ("amaranth" if precision(name)[0] in ("tfc", "sfc") else "verilator")
             x = np.random.default_rng(seed + 1).integers(0, 1 << compiled.pixel_bits, size=(frames,) + tuple(shape))
             fam_rec["simulation"] = simulate(compiled, network, x, verilog, d, sim)
             s = fam_rec["simulation"]
@@ -263,7 +306,7 @@ def _fmax_cell(fam: str, rec: dict) -> str:
 def markdown_table(doc: dict) -> str:
     """The suite's one table (every network × family measured so far) and the ratios against FINN,
     as Markdown, from the JSON records alone."""
-    order = [n for n in ("tfc", "sfc", "lfc", "cnv") if n in doc["networks"]]
+    order = [n for n in NETWORKS if n in doc["networks"]]
     lines = ["| network | lanes | family (Yosys) | LUTs | FFs | block RAM | DSP | LUTs / lane | binary ops / cycle / LUT "
              "| Fmax (nextpnr, out of context) | cycles / frame, measured (estimate) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
