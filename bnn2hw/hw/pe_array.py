@@ -42,7 +42,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PEArray", "tree_sum", "popcount", "resize", "POPCOUNT_CHUNK", "lut_table", "compressor_popcount",
-           "cut_levels", "compressor_levels", "tree_levels", "tree_depth"]
+           "cut_levels", "pipeline_stages", "compressor_levels", "tree_levels", "tree_depth"]
 
 
 class _Stager:
@@ -267,14 +267,27 @@ def tree_levels(simd: int, pixel_bits: int, lut_inputs: int, compressor: bool, c
     return 1 + tree_depth(-(-simd // lut_inputs))
 
 
-def cut_levels(stages: int, levels: int) -> tuple[set[int], int]:
+def pipeline_stages(levels: int, every: int) -> int:
+    """Stages of a PE array whose trees of ``levels`` levels get a register every ``every`` levels:
+    the output register and one after levels every, 2·every, … below ``levels``."""
+    return 1 + max(0, levels - 1) // every
+
+
+def cut_levels(stages: int, levels: int, every: int = 0) -> tuple[set[int], int]:
     """Where a PE array with ``stages`` pipeline stages puts its registers, for trees of ``levels``
-    levels: (tree levels cut, registers left at the output). One stage is the output register; the
+    levels: (tree levels cut, registers left at the output).
+
+    ``every`` > 0 (the target's levels per stage): after levels every, 2·every, … below ``levels``,
+    then the output register, so no stage holds more than ``every`` tree levels; ``stages`` beyond
+    :func:`pipeline_stages` stack at the output. ``every`` = 0: one stage is the output register; the
     second goes after level 1 (the XNOR / first adder level, which also keeps synthesis from
     restructuring across it); more are spread evenly over the remaining levels. Stages beyond the
     levels stack at the output."""
     if stages <= 0:
         return set(), 0
+    if every > 0:
+        cuts = {k * every for k in range(1, stages) if k * every < levels}
+        return cuts, stages - len(cuts)
     internal = stages - 1
     cuts: set[int] = set()
     if internal and levels >= 2:
@@ -305,7 +318,7 @@ class PEArray(wiring.Component):
 
     def __init__(self, pe: int, simd: int, pixel_bits: int, tail: int, field_width: int, *,
                  lut_inputs: int = 6, compressor: bool = False, carry_adders: bool = False, stages: int = 0,
-                 codes: bool = False, weight_precision: int = 1):
+                 codes: bool = False, weight_precision: int = 1, levels_per_stage: int = 0):
         if codes and not 1 <= pixel_bits <= 8:
             raise ValueError(f"a codes PE array needs pixel_bits in 1..8, not {pixel_bits!r}")
         if not isinstance(weight_precision, int) or not 1 <= weight_precision <= 8:
@@ -317,6 +330,7 @@ class PEArray(wiring.Component):
         self._lut_inputs, self._carry_adders, self._stages = lut_inputs, carry_adders, stages
         self._compressor = compressor and not carry_adders
         self._codes, self._weight_precision = bool(codes), weight_precision
+        self._every = levels_per_stage
         super().__init__({
             "x": In(simd * (pixel_bits or 1)),
             "w": In(pe * simd * weight_precision),
@@ -334,7 +348,7 @@ class PEArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pe, simd, tail = self._pe, self._simd, self._tail
-        cuts, out_regs = cut_levels(self._stages, self.levels)
+        cuts, out_regs = cut_levels(self._stages, self.levels, self._every)
         stager = _Stager(m, self.en, cuts)
         fields = []
         if self._codes:

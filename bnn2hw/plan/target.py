@@ -52,6 +52,17 @@ class HardwareTarget:
     logic_rom_max_rows: int | None = None
     onehot_select: bool = False
     comparator_levels: int = 15
+    levels_per_stage: int = 0
+    rom_register: bool = False
+    compare_register: bool = False
+    class_levels_per_stage: int = 0
+    chain_buffers: int | None = None
+
+    @property
+    def chained_input_buffers(self) -> int:
+        """Input buffers of a matrix-vector unit fed by another one (``chain_buffers``, else
+        ``input_buffers``)."""
+        return self.input_buffers if self.chain_buffers is None else self.chain_buffers
 
     def __post_init__(self):
         if self.lut_inputs not in (4, 5, 6):
@@ -64,6 +75,13 @@ class HardwareTarget:
             raise ValueError(f"comparator_levels must be a positive integer, not {self.comparator_levels!r}")
         if self.small_rom_style not in ("logic", ""):
             raise ValueError(f"small_rom_style must be 'logic' or '', not {self.small_rom_style!r}")
+        for name in ("levels_per_stage", "class_levels_per_stage"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value <= 16:
+                raise ValueError(f"{name} must be an integer in 0..16, not {value!r}")
+        if self.chain_buffers not in (None, 0, 1, 2) or self.input_buffers not in (0, 1, 2):
+            raise ValueError(f"input_buffers and chain_buffers must be 0, 1 or 2, not {self.input_buffers!r} and "
+                             f"{self.chain_buffers!r}")
 
     def rom_style(self, bits: int, rows: int = 0) -> str:
         """``MVUParams.rom_style`` for a ROM of ``bits`` bits in ``rows`` rows."""
