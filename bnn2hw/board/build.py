@@ -10,6 +10,7 @@ placed, synthesised with its hierarchy kept so that every layer is counted on it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -25,9 +26,10 @@ from amaranth.lib import io
 
 from ..errors import Bnn2hwError, ToolError
 from ..estimate.families import device_capacity
-from ..synth.nextpnr import PnrResult, parse_nextpnr_log
+from ..synth.ecp5_bram import absorb_output_registers
+from ..synth.nextpnr import PNR_OPTIONS, PnrResult, parse_nextpnr_log, parse_timing_report
 from ..synth.tools import tool_environment
-from ..synth.yosys import Resources, parse_stat, stat_module_names, tool_error_lines
+from ..synth.yosys import SYNTH_OPTIONS, Resources, parse_stat, stat_module_names, synth_commands, tool_error_lines
 from .boards import Board
 from .pll import PLLClockDomain, PLLSettings, pll_settings
 
@@ -37,6 +39,8 @@ __all__ = ["BoardBuild", "BoardDesign", "build_board", "yosys_overrides", "DEFAU
 DEFAULT_BAUD = 115_200
 #: Base name of every file of the build (amaranth-boards' ``name``).
 NAME = "top"
+#: nextpnr's timing report (``--report``): the critical path of report.md comes from it.
+REPORT = f"{NAME}_timing.json"
 
 #: Build steps, each with the file that shows it has finished (the next tool's output or log).
 _STEPS = ("synthesis (yosys)", "place and route (nextpnr)", "bitstream (pack)")
@@ -55,6 +59,8 @@ class BoardBuild:
     modules: dict                     # hierarchical module name → Resources (hierarchy-preserving run)
     pnr: PnrResult
     seconds: dict                     # step → seconds
+    synth_options: str = ""           # the synthesis options beyond the family's command (SYNTH_OPTIONS)
+    pnr_options: tuple = ()           # the nextpnr options beyond the device's (PNR_OPTIONS)
 
 
 class BoardDesign(Elaboratable):
@@ -120,6 +126,28 @@ def yosys_overrides(board: Board) -> dict:
             "script_after_synth": f"tee -q -o {NAME}.stat stat"}
 
 
+def synthesis_script(board: Board) -> str:
+    """The Yosys script of a board build (it replaces Amaranth's ``top.ys``): the RTLIL Amaranth wrote,
+    :func:`bnn2hw.synth.yosys.synth_commands` with the hierarchy kept and the board's options, the
+    ``stat`` report, the netlist."""
+    commands = synth_commands(board.family, NAME, flatten=False, dsp=board.device.startswith("iCE40UP"),
+                              options=board.synth_options)
+    return "\n".join([f"read_rtlil {NAME}.il", *commands, f"tee -q -o {NAME}.stat stat", f"write_json {NAME}.json"]) + "\n"
+
+
+def _tool_lines(script: str) -> dict:
+    """The synthesis, place-and-route and pack command lines of Amaranth's build script."""
+    found = {}
+    for line in script.splitlines():
+        for key, var in (("yosys", '"$YOSYS"'), ("pnr", '"$NEXTPNR_'), ("pack", ('"$ICEPACK"', '"$ECPPACK"'))):
+            if line.startswith(var):
+                found[key] = line
+    missing = {"yosys", "pnr", "pack"} - set(found)
+    if missing:
+        raise ToolError(f"Amaranth's build script has no {', '.join(sorted(missing))} step", [script[-500:]])
+    return found
+
+
 def _watch(directory: Path, board: Board, finished: threading.Event, on_step, progress, seconds: dict) -> None:
     """Report each step as the file that ends it appears: nextpnr's log (synthesis is done), the
     text bitstream nextpnr writes at its end (placement is done), then the end of the script."""
@@ -144,7 +172,7 @@ def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolErro
     ``keep`` so the full logs survive the (all-or-nothing) output directory."""
     pnr_log = directory / f"{NAME}.tim"
     pnr_text = pnr_log.read_text(errors="replace") if pnr_log.is_file() else ""
-    headline = None
+    headline, extra = None, []
     if not pnr_log.is_file():
         step, log = "synthesis (yosys)", directory / f"{NAME}.rpt"
     elif tool_error_lines(pnr_text) or not (directory / f"{NAME}.{'asc' if board.family == 'ice40' else 'config'}").is_file():
@@ -153,10 +181,15 @@ def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolErro
         if timing.passed is False:
             headline = (f"the {board.name} design misses timing: nextpnr-{board.family} reaches {timing.fmax:.1f} MHz, "
                         f"below the {timing.target_mhz:g} MHz design clock; ask for a lower --clock-mhz")
+            report = directory / REPORT
+            critical = parse_timing_report(report.read_text()) if report.is_file() else None
+            if critical is not None:
+                extra.append(f"critical path: {critical.describe()}")
     else:
         step, log = f"bitstream packing ({'icepack' if board.family == 'ice40' else 'ecppack'})", None
     text = log.read_text(errors="replace") if log is not None and log.is_file() else ""
     lines = tool_error_lines(text) or tool_error_lines(stderr) or (text or stderr).strip().splitlines()[-8:]
+    lines = lines + extra
     if keep.exists():
         shutil.rmtree(keep)
     shutil.copytree(directory, keep)
@@ -193,9 +226,21 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     done = threading.Event()
     watcher = threading.Thread(target=_watch, args=(directory, board, done, on_step, progress, seconds), daemon=True)
     watcher.start()
+    script = (directory / f"build_{NAME}.sh").read_text()
+    lines = _tool_lines(script)
+    defaults = "; ".join(line for line in script.splitlines() if line.startswith(": ${"))   # ': ${YOSYS:=yosys}'
+    (directory / f"{NAME}.ys").write_text(synthesis_script(board))
+    options = PNR_OPTIONS[board.family] if board.pnr_options is None else board.pnr_options
+    synth_options = SYNTH_OPTIONS[board.family] if board.synth_options is None else board.synth_options
+    pnr = " ".join([lines["pnr"], "--report", REPORT, *options])
     try:
-        subprocess.run(["sh", f"build_{NAME}.sh"], cwd=directory, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in (lines["yosys"], None, pnr, lines["pack"]):
+            if line is None:          # between Yosys and nextpnr: ECP5 block RAM output registers
+                if board.family == "ecp5":
+                    absorb_output_registers(directory / f"{NAME}.json")
+                continue
+            subprocess.run(["sh", "-c", f"{defaults}; {line}" if defaults else line], cwd=directory, env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except subprocess.CalledProcessError as e:
         done.set()
         watcher.join()
@@ -208,5 +253,9 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     synthesis = parse_stat(stat, board.family)
     modules = {name: parse_stat(stat, board.family, name) for name in stat_module_names(stat)}
     pnr = parse_nextpnr_log((directory / f"{NAME}.tim").read_text(errors="replace"))
+    report = directory / REPORT
+    if report.is_file():
+        pnr = dataclasses.replace(pnr, critical_path=parse_timing_report(report.read_text()))
     return BoardBuild(board=board, directory=directory, bitstream=bitstream, clock_mhz=clock, pll=pll, baud=baud,
-                      synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds)
+                      synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds,
+                      synth_options=synth_options, pnr_options=tuple(options))

@@ -79,13 +79,13 @@ def datapath_pixel_bits(pixel_bits: int) -> int:
     return 0 if pixel_bits <= 1 else pixel_bits
 
 
-def extra_cycles(input_buffers: int, pipeline: int, search_stages: int = 0, rom_register: bool = False,
+def extra_cycles(input_buffers: int, pipeline: int, search_stages: int = 0, rom_registers: int = 0,
                  compare_register: bool = False, class_stages: int = 0) -> int:
     """Cycles a unit's latency adds to its K compute cycles: the input buffer load (if any), the ROM
-    read and (``rom_register``) its output register, ``pipeline`` PE-array stages, the accumulator,
+    read and its ``rom_registers`` output registers, ``pipeline`` PE-array stages, the accumulator,
     a binary search's ``search_stages`` − 1 stages after it, the comparator (or affine) register, the
     class tournament's ``class_stages`` and the output register. The one latency rule of a unit."""
-    return ((1 if input_buffers else 0) + 2 + int(rom_register) + pipeline + max(0, search_stages - 1)
+    return ((1 if input_buffers else 0) + 2 + rom_registers + pipeline + max(0, search_stages - 1)
             + int(compare_register) + class_stages)
 
 
@@ -185,7 +185,8 @@ class MVUParams(UnitShape):
     pipeline: int = 0                    # register stages in the PE array (latency + pipeline, same II)
     levels_per_stage: int = 0            # > 0: the PE trees get a register every this many levels (then
                                          # pipeline = 1 + ⌊(levels − 1)/N⌋); 0: `pipeline` stages spread
-    rom_register: bool = False           # a register after every ROM read (block RAM output register)
+    rom_registers: int = 0               # registers after every ROM read (the first: a block RAM's own
+                                         # output register where the family has one)
     compare_register: bool = False       # a register after the comparator bank / the affine score
     class_levels_per_stage: int = 0      # scores head: > 0: the class tournament is pipelined, a register
                                          # every this many compare-and-select levels; 0: combinational
@@ -260,7 +261,9 @@ class MVUParams(UnitShape):
             value = getattr(p, name)
             if not isinstance(value, int) or not 0 <= value <= 16:
                 raise ValueError(f"{name} must be an integer in 0..16, not {value!r}")
-        for name in ("rom_register", "compare_register"):
+        if not isinstance(p.rom_registers, int) or not 0 <= p.rom_registers <= 4:
+            raise ValueError(f"rom_registers must be an integer in 0..4, not {p.rom_registers!r}")
+        for name in ("compare_register",):
             if not isinstance(getattr(p, name), bool):
                 raise ValueError(f"{name} must be True or False, not {getattr(p, name)!r}")
         if p.levels_per_stage and p.pipeline != pipeline_stages(p.tree_levels, p.levels_per_stage):
@@ -306,7 +309,8 @@ class MVUParams(UnitShape):
     def tree_levels(self) -> int:
         """Levels of the PE array's trees (hw/pe_array.tree_levels), where pipeline registers may go."""
         return tree_levels(self.simd, self.pixel_bits if self.codes else self.pe_pixel_bits, self.lut_inputs,
-                           self.compressor and not self.carry_adders, self.carry_adders, self.codes)
+                           self.compressor and not self.carry_adders, self.carry_adders, self.codes,
+                           self.weight_precision)
 
     @property
     def class_stages(self) -> int:
@@ -316,13 +320,13 @@ class MVUParams(UnitShape):
     @property
     def pipeline_cycles(self) -> int:
         """Cycles beyond the K compute cycles (:func:`extra_cycles`)."""
-        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.rom_register,
+        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.rom_registers,
                             self.compare_register, self.class_stages)
 
     @property
     def output_latency(self) -> int:
         """Cycles from the issue of a vector's last word to its ``o.valid``: the credit loop's length."""
-        return extra_cycles(0, self.pipeline, self.search_stages, self.rom_register, self.compare_register,
+        return extra_cycles(0, self.pipeline, self.search_stages, self.rom_registers, self.compare_register,
                             self.class_stages) + 1
 
     @property
@@ -468,8 +472,7 @@ class MatrixVectorUnit(wiring.Component):
         d.refill = Signal(name="refill")     # the current vector's last word is issued this cycle
         if nbuf == 2:
             m.d.comb += self.i.ready.eq(~Mux(d.wr_sel, d.full[1], d.full[0]))
-        elif nbuf == 1:
-            m.d.comb += self.i.ready.eq(~d.full[0] | d.refill)
+        # (one buffer: i.ready is set in _issue, from the credit)
         else:
             # No buffer: the beat is taken when its last word is issued (issue implies i.valid). i.ready
             # is one LUT of flip-flops (valid, last_beat, the credit count): no ready chain crosses units.
@@ -486,9 +489,14 @@ class MatrixVectorUnit(wiring.Component):
         issued when its vector is there, and a vector's last word only while the unit holds a credit
         (fewer than ``slots`` of its vectors issued and not taken): this is the unit's only wait."""
         p, nbuf, full = self._p, d.nbuf, d.full
+        # With the one-hot word ring and at least one stage before the accumulator, the issue stage
+        # needs no word or group counter: the ring gives the first and last word of a group, and the
+        # group index (for the constant ROMs) is counted a stage later from registered flags
+        # (_first_stage), so nothing but the address counter hangs on ``issue``.
+        d.late_nf = late = p.onehot_select and p.pipeline + p.rom_registers >= 1
         # Counters are at least 1 bit wide even when they only ever hold 0 (no zero-width wires).
-        d.sf_ctr = sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
-        d.nf_ctr = nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
+        d.sf_ctr = sf_ctr = None if late else Signal(range(max(2, p.sf)), name="sf_ctr")
+        d.nf_ctr = nf_ctr = None if late else Signal(range(max(2, p.nf)), name="nf_ctr")
         addr = Signal(range(max(2, p.cycles)), name="addr")
         frame_ready = Mux(d.rd_sel, full[1], full[0]) if nbuf == 2 else full[0] if nbuf == 1 else self.i.valid
         # "addr is the frame's last word" as a flag, not a comparator: it decides i.ready.
@@ -504,19 +512,36 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += credit.eq(pending < slots)
         d.issue = issue = Signal(name="issue")
         m.d.comb += issue.eq(frame_ready & (~last_beat | credit))
-        d.last_sf = last_sf = sf_ctr == p.sf - 1
+        if nbuf == 1:
+            # = ~full | refill, written from flip-flops (refill = full & last_beat & credit)
+            m.d.comb += self.i.ready.eq(~full[0] | (last_beat & credit))
+        # "the last word of a group" and "the last group" as flags too: the counters' enables and
+        # next values are then one LUT (and a carry chain) from flip-flops.
+        # One-hot copy of the word index: bit k is 1 while word k is issued (see _select_word).
+        d.word_hot = word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
+        if late:
+            d.last_sf = last_sf = word_hot[-1] if word_hot is not None else Const(1)
+            d.first_word = word_hot[0] if word_hot is not None else Const(1)
+        else:
+            d.last_sf = last_sf = Const(1) if p.sf == 1 else Signal(name="last_sf")
+            d.first_word = sf_ctr == 0
+            last_nf = Const(1) if p.nf == 1 else Signal(name="last_nf")
         if p.cycles > 1:
             with m.If(issue):
                 m.d.sync += last_beat.eq(~last_beat & (addr == p.cycles - 2))
-        # One-hot copy of sf_ctr: bit k is 1 while word k is issued (see _select_word).
-        d.word_hot = word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
+                if p.sf > 1 and not late:
+                    m.d.sync += last_sf.eq(~last_sf & (sf_ctr == p.sf - 2))
+                if p.nf > 1 and not late:
+                    with m.If(last_sf):
+                        m.d.sync += last_nf.eq(~last_nf & (nf_ctr == p.nf - 2))
         with m.If(issue):
             if word_hot is not None:
                 m.d.sync += word_hot.eq(word_hot.rotate_left(1))
             m.d.sync += addr.eq(Mux(last_beat, 0, addr + 1))
-            m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
-            with m.If(last_sf):
-                m.d.sync += nf_ctr.eq(Mux(nf_ctr == p.nf - 1, 0, nf_ctr + 1))
+            if not late:
+                m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
+                with m.If(last_sf):
+                    m.d.sync += nf_ctr.eq(Mux(last_nf, 0, nf_ctr + 1))
             with m.If(last_beat):
                 if nbuf == 2:
                     for k in range(2):
@@ -540,23 +565,33 @@ class MatrixVectorUnit(wiring.Component):
 
     def _first_stage(self, m: Module, d: _Datapath) -> None:
         """Stage 1: the ROM's data is here, beside registered copies of the issue stage's control and
-        the SIMD word; with ``rom_register`` one more stage registers the ROM's output (a block RAM's
-        output register) and the rest beside it. Data registers are reset-less: only valid flags reset."""
+        the SIMD word; ``rom_registers`` more stages register the ROM's output (the first one a block
+        RAM's output register) and the rest beside it. Data registers are reset-less: only valid flags reset."""
         p = self._p
         first, last = Signal(name="s1_first", reset_less=True), Signal(name="s1_last", reset_less=True)
         valid, done = Signal(name="s1_valid"), Signal(name="s1_done")
-        x = Signal(d.word_w, name="s1_x", reset_less=True)
-        m.d.sync += [valid.eq(d.issue), first.eq(d.sf_ctr == 0), last.eq(d.last_sf),
-                     done.eq(d.issue & d.last_beat),
-                     x.eq(self._select_word(m, d.cur_buf, d.sf_ctr, d.word_hot, d.word_w))]
+        m.d.sync += [valid.eq(d.issue), first.eq(d.first_word), last.eq(d.last_sf),
+                     done.eq(d.issue & d.last_beat)]
+        if d.late_nf:
+            # the group index of the word in stage 1, counted from stage 1's own flags
+            nf1 = Signal(range(max(2, p.nf)), name="nf_s1")
+            if p.nf > 1:
+                last_nf1 = Signal(name="last_nf_s1")
+                with m.If(valid & last):
+                    m.d.sync += [nf1.eq(Mux(last_nf1, 0, nf1 + 1)), last_nf1.eq(~last_nf1 & (nf1 == p.nf - 2))]
+            d.nf_pipe = [None, nf1]
+        else:
+            d.nf_pipe = [d.nf_ctr]
+        # The SIMD word meets the ROM data 1 + rom_registers stages after the issue stage; those
+        # registers sit inside the word select's tree (spread over its levels), so they cost no latency.
+        x = self._select_word(m, d.cur_buf, d.sf_ctr, d.word_hot, d.word_w, 1 + p.rom_registers)
         w = d.w_rd.data
-        if p.rom_register:
-            w = self._delay(m, w, 1, "w_rd")
-            regs = (Signal(name="r_valid"), Signal(name="r_first", reset_less=True),
-                    Signal(name="r_last", reset_less=True), Signal(name="r_done"))
+        for k in range(p.rom_registers):
+            w = self._delay(m, w, 1, f"w_rd{k}")
+            regs = (Signal(name=f"r{k}_valid"), Signal(name=f"r{k}_first", reset_less=True),
+                    Signal(name=f"r{k}_last", reset_less=True), Signal(name=f"r{k}_done"))
             m.d.sync += [r.eq(v) for r, v in zip(regs, (valid, first, last, done))]
             valid, first, last, done = regs
-            x = self._delay(m, x, 1, "s1_x")
         d.pe_w, d.pe_x = w, x
         d.pe_ctl = (valid, first, last, done)
 
@@ -574,13 +609,12 @@ class MatrixVectorUnit(wiring.Component):
         """Per-channel constant ROMs (−T, or L thresholds, or scale and offset), addressed by the
         neuron-fold index delayed so that their data meets the stage that uses it: the accumulator's
         start (−T) or the final accumulator (thresholds of L ≥ 2 levels, the affine head); with
-        ``rom_register`` their output is registered too, and the index is read one stage earlier."""
+        ``rom_registers`` their output is registered as often, and the index is read as much earlier."""
         p = self._p
-        reg = int(p.rom_register)
+        reg = p.rom_registers
         acc_stage = 1 + reg + p.pipeline          # the accumulator takes the PE array's partial sums
         d.fin_stage = acc_stage + 1               # the accumulator holds a group's final value
         need = acc_stage if (not p.scores and p.levels == 1) else d.fin_stage
-        d.nf_pipe = [d.nf_ctr]
         d.const_nf = self._nf_at(m, d, need - 1 - reg)
         d.chan_ports = {}
         for name, rows, width in (("thresholds", () if p.scores else p.threshold_rows,
@@ -596,9 +630,10 @@ class MatrixVectorUnit(wiring.Component):
 
     def _nf_at(self, m: Module, d: _Datapath, stage: int):
         """The neuron-fold index of the word in ``stage`` (0: the issue stage)."""
+        assert d.nf_pipe[stage] is not None if stage < len(d.nf_pipe) else True, "no group index at the issue stage"
         while len(d.nf_pipe) <= stage:
             k = len(d.nf_pipe)
-            nf = Signal(len(d.nf_ctr), name=f"nf_s{k}", reset_less=True)
+            nf = Signal(len(d.nf_pipe[-1]), name=f"nf_s{k}", reset_less=True)
             m.d.sync += nf.eq(d.nf_pipe[-1])
             d.nf_pipe.append(nf)
         return d.nf_pipe[stage]
@@ -744,24 +779,36 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += full[k].eq(full[k] | (load & prv))
         return slots[0]
 
-    def _select_word(self, m: Module, buf, index, hot, width: int):
-        """buf[index*width +: width]: a multiplexer on ``index`` (lint-clean, unlike a variable shift),
-        or with ``hot`` (one-hot index) an AND-OR tree. On 4-input LUTs the AND-OR is log4(2·SF)
-        levels deep (a LUT takes two word bits and their two select bits; no index decoder), where
-        the multiplexer was eight levels for SF = 64: the UP5K's critical path at 48 MHz."""
-        if self._p.sf == 1:
-            return buf[:width]
-        words = [buf[k * width:(k + 1) * width] for k in range(self._p.sf)]
-        if hot is not None:
-            terms = [Mux(hot[k], words[k], 0) for k in range(self._p.sf)]
-            while len(terms) > 1:
-                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-            picked = Signal(width, name="word_picked")
-            m.d.comb += picked.eq(terms[0])
-            return picked
-        # Cover every index value (unreachable ones repeat word 0) so the case statement is complete.
-        words += [words[0]] * ((1 << len(index)) - len(words))
-        return Array(words)[index]
+    def _select_word(self, m: Module, buf, index, hot, width: int, stages: int):
+        """buf[index*width +: width], ``stages`` registers later: a multiplexer on ``index`` (lint-clean,
+        unlike a variable shift), or with ``hot`` (one-hot index) an AND-OR tree. On 4-input LUTs the
+        AND-OR is log4(2·SF) levels deep (a LUT takes two word bits and their two select bits; no index
+        decoder), where the multiplexer was eight levels for SF = 64; its registers are spread over the
+        OR levels (four LUT levels at SF = 64 were the UP5K's critical path at 58.6 MHz), the
+        multiplexer's all follow it."""
+        sf = self._p.sf
+        words = [buf[k * width:(k + 1) * width] for k in range(sf)]
+        if sf == 1 or hot is None:
+            if sf == 1:
+                picked = words[0]
+            else:
+                # Cover every index value (unreachable ones repeat word 0): a complete case statement.
+                words += [words[0]] * ((1 << len(index)) - len(words))
+                picked = Array(words)[index]
+            return self._delay(m, picked, stages, "s1_x")
+        terms = [Mux(hot[k], words[k], 0) for k in range(sf)]
+        levels = (sf - 1).bit_length()
+        cuts = {round(k * levels / stages) for k in range(1, stages)} - {0}
+        regs, level = 0, 0
+        while len(terms) > 1:
+            terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+            level += 1
+            if level in cuts:
+                terms = [self._delay(m, Cat(t), 1, f"word_or{level}_{i}") for i, t in enumerate(terms)]
+                regs += 1
+        picked = Signal(width, name="word_picked")
+        m.d.comb += picked.eq(terms[0])
+        return self._delay(m, picked, stages - regs, "s1_x")
 
     def _scores(self, m: Module, acc: list, ports: dict) -> list:
         p = self._p

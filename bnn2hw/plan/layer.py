@@ -78,8 +78,8 @@ class LayerPlan(UnitShape):
     @property
     def tree_levels(self) -> int:
         t = self.target
-        return tree_levels(self.simd, self.pe_pixel_bits, t.lut_inputs, t.compressor and not t.carry_adders,
-                           t.carry_adders, self.codes)
+        return tree_levels(self.simd, self.pixel_bits if self.codes else self.pe_pixel_bits, t.lut_inputs,
+                           t.compressor and not t.carry_adders, t.carry_adders, self.codes, self.weight_precision)
 
     @property
     def pipeline(self) -> int:
@@ -104,13 +104,13 @@ class LayerPlan(UnitShape):
     @property
     def pipeline_cycles(self) -> int:
         """Cycles the unit's latency adds to K (hw/mvu.py)."""
-        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.target.rom_register,
+        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.target.rom_registers,
                             self.compare_register, self.class_stages)
 
     @property
     def out_slots(self) -> int:
         """Output slots Q for the unit this one feeds (hw/mvu.output_slots)."""
-        latency = extra_cycles(0, self.pipeline, self.search_stages, self.target.rom_register,
+        latency = extra_cycles(0, self.pipeline, self.search_stages, self.target.rom_registers,
                                self.compare_register, self.class_stages) + 1
         return output_slots(latency, self.cycles, *self.consumer)
 
@@ -389,6 +389,6 @@ class LayerPlan(UnitShape):
                          lut_inputs=t.lut_inputs, compressor=t.compressor, carry_adders=t.carry_adders,
                          pipeline=self.pipeline, levels_per_stage=t.levels_per_stage,
                          input_buffers=self.input_buffers, onehot_select=t.onehot_select,
-                         rom_register=t.rom_register, compare_register=self.compare_register,
+                         rom_registers=t.rom_registers, compare_register=self.compare_register,
                          class_levels_per_stage=self.class_levels_per_stage, out_slots=self.out_slots,
                          rom_style=self.rom_style, const_rom_style=self.const_rom_style, **extra)

@@ -53,7 +53,7 @@ class HardwareTarget:
     onehot_select: bool = False
     comparator_levels: int = 15
     levels_per_stage: int = 0
-    rom_register: bool = False
+    rom_registers: int = 0
     compare_register: bool = False
     class_levels_per_stage: int = 0
     chain_buffers: int | None = None
@@ -108,11 +108,13 @@ XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2,
 #: critical path at 36 MHz). Three pipeline stages: the third cuts the carry-adder trees in the
 #: middle (at SIMD 16 the rest of the tree after level 1 was the critical path at 40 MHz), for a few
 #: flip-flops per PE and one cycle of latency per unit.
-ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=3, bram_min_bits=2048,
-                            input_buffers=0, logic_rom_max_rows=64, onehot_select=True)
+ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, bram_min_bits=2048,
+                            input_buffers=1, logic_rom_max_rows=64, onehot_select=True, levels_per_stage=1,
+                            rom_registers=1, compare_register=True, class_levels_per_stage=1, chain_buffers=1)
 #: Lattice ECP5 (LUT4, CCU2C carry, 18-kbit DP16KD, DPR16X4 LUT RAM).
-ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic",
-                      input_buffers=0, onehot_select=True)
+ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, bram_min_bits=4096, small_rom_style="logic",
+                      input_buffers=0, onehot_select=True, levels_per_stage=2, rom_registers=2,
+                      compare_register=True, class_levels_per_stage=1, chain_buffers=1)
 
 TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
 
