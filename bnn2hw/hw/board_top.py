@@ -241,7 +241,16 @@ class BoardTop(wiring.Component):
         reply_starts = Signal()
         m.d.sync += taking.eq(reply_starts)
         m.d.comb += net.o.ready.eq(taking)
-        with m.If(net.o.valid & ~taking & ~scanning & ~class_found & ~cand_valid & ~cmp_valid):
+        # "Nothing of a scan or reply is under way" (no scan, candidate, comparison, found class or take)
+        # as a flip-flop, computed from the cycle before: exactly the same condition, since each of those
+        # flags is set only from another of them or from a scan's start, and a take follows a found
+        # class. A scan then starts on the network's o.valid and one flip-flop (the five flags in series
+        # with o.valid into the scan's enables was the UP5K's critical path at 55.9 MHz, 13.5 ns routing).
+        scan_start = Signal()
+        scan_ok = Signal(init=1)
+        m.d.comb += scan_start.eq(net.o.valid & scan_ok)
+        m.d.sync += scan_ok.eq(~scan_start & ~scanning & ~class_found & ~cand_valid & ~cmp_valid)
+        with m.If(scan_start):
             m.d.sync += [best.eq(result.scores[0]), best_idx.eq(0), scan.eq(1), scanning.eq(1), phase.eq(1)]
             if n_cls == 1:
                 m.d.sync += [scanning.eq(0), class_found.eq(1)]
@@ -271,6 +280,10 @@ class BoardTop(wiring.Component):
         reply = Cat(Const(REPLY_HEADER, 8), cls_byte, *score_fields)
 
         outstanding = Signal(16)           # frames received whose reply has not been loaded
+        # outstanding − 1 (mod 2^16), counted beside it: the copy below then selects one of two registers
+        # (one LUT) instead of subtracting (outstanding → replies_first through a 16-bit carry chain was
+        # the UP5K's critical path at 59.99 MHz, 60 asked).
+        outstanding_m1 = Signal(16, init=(1 << 16) - 1)
         replies_first = Signal(16, reset_less=True)   # replies still due before the pending info reply
         none_first = Signal()              # replies_first == 0, registered (see below)
         copy = Signal()                    # the cycle after an info request is noted: replies_first is set
@@ -304,12 +317,12 @@ class BoardTop(wiring.Component):
         # nothing in t + 1 and t + 2. After a reply is chosen it is busy for a whole reply, so the
         # flag's one cycle of lag never lets a later frame's reply overtake the info reply.
         with m.If(frame_done & ~load_reply):
-            m.d.sync += outstanding.eq(outstanding + 1)
+            m.d.sync += [outstanding.eq(outstanding + 1), outstanding_m1.eq(outstanding)]
         with m.Elif(load_reply & ~frame_done):
-            m.d.sync += outstanding.eq(outstanding - 1)
+            m.d.sync += [outstanding.eq(outstanding_m1), outstanding_m1.eq(outstanding_m1 - 1)]
         m.d.sync += none_first.eq(replies_first == 0)
         with m.If(copy):
-            m.d.sync += [replies_first.eq(Mux(load_reply, outstanding - 1, outstanding)), none_first.eq(0)]
+            m.d.sync += [replies_first.eq(Mux(load_reply, outstanding_m1, outstanding)), none_first.eq(0)]
         with m.Elif(load_reply):
             m.d.sync += replies_first.eq(replies_first - 1)
         with m.If(info_request & ~info_pending):     # a request while one is pending is merged with it
