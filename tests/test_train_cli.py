@@ -149,10 +149,11 @@ def test_cli_defaults_are_the_library_defaults():
     config, binarization = TrainConfig(), BinarizationConfig()
     renamed = {"window_start": "start", "window_end": "end"}
     checked = 0
+    assert defaults["lr"] is None and TrainConfig(lr=None).lr == config.lr   # None: the method's own rate
     for name, value in defaults.items():
         field = renamed.get(name, name)
         for obj in (config, binarization):
-            if hasattr(obj, field) and field not in ("hidden",):
+            if hasattr(obj, field) and field not in ("hidden", "lr"):
                 assert getattr(obj, field) == value, name
                 checked += 1
     assert checked >= 25
