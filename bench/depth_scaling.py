@@ -2,16 +2,16 @@
 plain and residual (Bi-Real real-valued shortcuts), on digits and MNIST-1D, every arm with its own
 learning rate chosen on a validation split, 3 seeds each.
 
-    python bench/depth_scaling.py --quick                 # digits, 2 depths, 1 seed, 1 epoch (seconds)
+    python bench/depth_scaling.py --quick                 # digits, depths 2 and 3, 1 seed, 1 epoch (seconds)
     python bench/depth_scaling.py                         # the whole grid (hours on one core)
     python bench/depth_scaling.py --datasets mnist1d --arms ste,stompp,stompp+sg --epochs 20 \\
         --json docs/depth_scaling.json                    # one slice; runs already in the file are kept
     python bench/depth_scaling.py --from-json docs/depth_scaling.json    # redraw the table and plot
 
-The fair protocol: for every (data set, family, arm) the same search trains one seed at depth
-``--search-depth`` for every rate of ``--lrs`` on a validation split (20 % of the training samples,
-stratified; the test split is never used) and keeps the rate with the best validation accuracy (the
-first of equals). The depth runs then train on the whole training split and report deploy-mode test
+The fair protocol: for every (data set, family, arm, depth) the same search trains one seed for every
+rate of ``--lrs`` on a validation split (20 % of the training samples, stratified; the test split is
+never used) and keeps the rate with the best validation accuracy (the first of equals); with
+``--search-depth N`` the rate found at depth N serves every depth. The depth runs then train on the whole training split and report deploy-mode test
 accuracy (every binarization hard, BatchNorm recalibrated). Arms differ only in the binarization rule
 and their rate; everything else is the tool's default recipe (docs/training.md).
 
@@ -22,7 +22,7 @@ and a rerun continues where it stopped. Writes ``<name>.md`` (tables), ``<name>.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import functools
 import json
 import os
 import platform
@@ -41,7 +41,7 @@ from bnn2hw.train import BinarizationConfig, TrainConfig, load_training_data, tr
 
 WIDTH = 64
 FULL_DEPTHS = (2, 4, 8, 16, 24)
-QUICK_DEPTHS = (2, 4)
+QUICK_DEPTHS = (2, 3)
 LRS = (0.01, 0.03, 0.1)
 FAMILIES = {"plain": "none", "residual": "real"}
 #: arm → (net, BinarizationConfig fields). The spec's ablations (§3.2): order, scope, binary weights only.
@@ -62,13 +62,16 @@ def arm_config(arm: str, family: str, depth: int, seed: int, epochs: int, lr: fl
                        epochs=epochs, lr=lr, threads=1, residual=FAMILIES[family])
 
 
+@functools.lru_cache(maxsize=None)
+def _data(dataset: str, validation: bool):
+    data = load_training_data(dataset)
+    return validation_split(data, VALIDATION_FRACTION, seed=0) if validation else data
+
+
 def run_one(kind: str, dataset: str, family: str, arm: str, depth: int, seed: int, epochs: int, lr: float) -> dict:
     """``kind="search"``: train on 80 % of the training split, score on the other 20 %; ``"test"``: train
     on the whole training split, score on the test split."""
-    data = load_training_data(dataset)
-    if kind == "search":
-        data = validation_split(data, VALIDATION_FRACTION, seed=0)
-    result = train(data, arm_config(arm, family, depth, seed, epochs, lr))
+    result = train(_data(dataset, kind == "search"), arm_config(arm, family, depth, seed, epochs, lr))
     return {"kind": kind, "dataset": dataset, "family": family, "arm": arm, "depth": depth, "seed": seed,
             "epochs": epochs, "lr": lr, "accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy,
             "seconds": result.seconds}
@@ -78,9 +81,9 @@ def _same(run: dict, **key) -> bool:
     return all(run.get(k) == v for k, v in key.items())
 
 
-def chosen_lr(runs: list[dict], dataset: str, family: str, arm: str) -> float | None:
-    """The rate of the best validation accuracy (first of equals, in the order searched), or None."""
-    found = [r for r in runs if _same(r, kind="search", dataset=dataset, family=family, arm=arm)]
+def chosen_lr(runs: list[dict], dataset: str, family: str, arm: str, depth: int) -> float | None:
+    """The rate of the best validation accuracy at ``depth`` (first of equals, in the order searched), or None."""
+    found = [r for r in runs if _same(r, kind="search", dataset=dataset, family=family, arm=arm, depth=depth)]
     if not found:
         return None
     best = max(r["accuracy"] for r in found)
@@ -102,13 +105,13 @@ def sweep(args, runs: list[dict], save) -> None:
 
     for dataset in args.datasets:
         for family in args.families:
-            for arm in args.arms:
-                for lr in args.lrs:
-                    once(kind="search", dataset=dataset, family=family, arm=arm, depth=args.search_depth, seed=0,
-                         epochs=args.epochs, lr=lr)
             for depth in args.depths:
                 for arm in args.arms:
-                    lr = chosen_lr(runs, dataset, family, arm)
+                    search_depth = args.search_depth or depth
+                    for lr in args.lrs:
+                        once(kind="search", dataset=dataset, family=family, arm=arm, depth=search_depth, seed=0,
+                             epochs=args.epochs, lr=lr)
+                    lr = chosen_lr(runs, dataset, family, arm, search_depth)
                     for seed in range(args.seeds):
                         once(kind="test", dataset=dataset, family=family, arm=arm, depth=depth, seed=seed,
                              epochs=args.epochs, lr=lr)
@@ -139,9 +142,10 @@ def markdown(runs: list[dict], meta: dict) -> str:
              f"{sum(r['seconds'] for r in runs) / 3600:.1f} CPU-hours of training.", "",
              "Deploy-mode test accuracy in % (every binarization hard, BatchNorm recalibrated), mean ± std over "
              "seeds; chance = 10 %. *plain*: (BinaryLinear → BatchNorm → sign) per layer; *residual*: a Bi-Real "
-             "real-valued shortcut around every 64→64 layer (`--residual real`). Each arm's learning rate (row "
-             "*lr*) was chosen by the same search: one seed at depth "
-             f"{meta['search_depth']}, rates {', '.join(map(str, meta['lrs']))}, on a validation split of 20 % "
+             "real-valued shortcut around every 64→64 layer (`--residual real`). Each arm's learning rate (in "
+             "brackets) was chosen by the same search: one seed "
+             + (f"at depth {meta['search_depth']}" if meta["search_depth"] else "at each depth")
+             + f", rates {', '.join(map(str, meta['lrs']))}, on a validation split of 20 % "
              "of the training samples (never the test split). Everything else is the default recipe "
              "(docs/training.md). `bwn` = binary weights, real hard-tanh activations (not compilable).", ""]
     datasets = _order([k[0] for k in table], ("digits", "mnist1d"))
@@ -157,13 +161,11 @@ def markdown(runs: list[dict], meta: dict) -> str:
             deltas = [a for a in ("stompp", "stompp+sg") if a in arms and "ste" in arms]
             lines.append("| hidden layers | " + " | ".join(arms) + "".join(f" | {a} − ste" for a in deltas) + " |")
             lines.append("|---:|" + "---:|" * (len(arms) + len(deltas)))
-            lines.append("| lr | " + " | ".join(f"{table[next(k for k in keys if k[3] == a)][3]:g}" for a in arms)
-                         + " |" * (len(deltas) + 1))
             for depth in depths:
                 cells = []
                 for arm in arms:
                     cell = table.get((dataset, family, depth, arm))
-                    cells.append("" if cell is None else f"{100 * cell[0]:.1f} ± {100 * cell[1]:.1f}")
+                    cells.append("" if cell is None else f"{100 * cell[0]:.1f} ± {100 * cell[1]:.1f} ({cell[3]:g})")
                 diffs = []
                 for a in deltas:
                     mine, ste = table.get((dataset, family, depth, a)), table.get((dataset, family, depth, "ste"))
@@ -217,7 +219,7 @@ def _list(kind):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="digits, depths 2 and 4, 1 seed, 1 epoch, rates 0.03 and "
+    p.add_argument("--quick", action="store_true", help="digits, depths 2 and 3, 1 seed, 1 epoch, rates 0.03 and "
                                                         "0.1: checks the pipeline only")
     p.add_argument("--datasets", type=_list(str), default=None, help="default digits,mnist1d (quick: digits)")
     p.add_argument("--families", type=_list(str), default=tuple(FAMILIES))
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 30, quick 1)")
     p.add_argument("--lrs", type=_list(float), default=None, help="rates the search tries (default 0.01,0.03,0.1)")
-    p.add_argument("--search-depth", type=int, default=None, help="depth of the rate search (default 8, quick 2)")
+    p.add_argument("--search-depth", type=int, default=None,
+                   help="search the rate at this depth only and use it at every depth (default: search at each depth)")
     p.add_argument("--out-dir", type=Path, default=REPO / "docs", help="where the .md/.png go (default docs/)")
     p.add_argument("--json", type=Path, default=None, help="the runs file (default <out-dir>/<name>.json)")
     p.add_argument("--from-json", type=Path, default=None, help="redraw the table and plot from a runs file")
@@ -244,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (1 if args.quick else 30)
     args.lrs = args.lrs or ((0.03, 0.1) if args.quick else LRS)
-    args.search_depth = args.search_depth or (2 if args.quick else 8)
     name = "depth_scaling_quick" if args.quick else "depth_scaling"
     path = args.json or args.out_dir / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,14 @@ from bnn2hw.data import validation_split  # noqa: E402
 #: name → (TrainConfig fields, BinarizationConfig fields). "base" is the recipe before issue 14.
 VARIANTS = {
     "base": (dict(lr=0.03), dict(end=0.9)),
+    "lr0.03-end1": (dict(lr=0.03), dict(end=1.0)),
+    "lr0.05-end1": (dict(lr=0.05), dict(end=1.0)),
     "lr0.1": (dict(lr=0.1), dict(end=0.9)),
     "lr0.1-end1": (dict(lr=0.1), dict(end=1.0)),
     "lr0.3-end1": (dict(lr=0.3), dict(end=1.0)),
     "lr0.05": (dict(lr=0.05), dict(end=0.9)),
+    "lr0.05-start0.3": (dict(lr=0.05), dict(start=0.3, end=0.9)),
+    "lr0.05-end1-start0.3": (dict(lr=0.05), dict(start=0.3, end=1.0)),
     "lr0.2": (dict(lr=0.2), dict(end=0.9)),
     "lr0.1-start0.3": (dict(lr=0.1), dict(start=0.3, end=0.9)),
     "lr0.1-end1-start0.3-overlap0.5": (dict(lr=0.1), dict(start=0.3, end=1.0, overlap=0.5)),
@@ -68,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--residual", default="none")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--json", type=Path, default=Path("stompp_recipe.json"))
     p.add_argument("--list", action="store_true")
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
     residual = int(args.residual) if args.residual.isdigit() else args.residual
     runs = json.loads(args.json.read_text())["runs"] if args.json.exists() else []
     for variant in args.variants.split(","):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             key = dict(dataset=args.dataset, depth=args.depth, width=args.width, method=args.method,
                        residual=residual, variant=variant, seed=seed, epochs=args.epochs)
             if any(all(r.get(k) == v for k, v in key.items()) for r in runs):

@@ -63,7 +63,7 @@ def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
 
 
 def test_depth_scaling_quick_mode_writes_its_artefacts(tmp_path):
-    """The experiment's pipeline (the rate search on a validation split, every arm in both families,
+    """The experiment's pipeline (the rate search on a validation split at every depth, every arm in both families,
     table, plot, raw runs, resuming); accuracies are not asserted."""
     import json
     proc = run_script(ROOT / "bench" / "depth_scaling.py", "--quick", "--out-dir", tmp_path)
@@ -72,21 +72,23 @@ def test_depth_scaling_quick_mode_writes_its_artefacts(tmp_path):
     runs = json.loads((tmp_path / "depth_scaling_quick.json").read_text())["runs"]
     arms = ["ste", "stompp", "stompp+sg", "reverse", "global", "bwn"]
     tests = {(r["family"], r["arm"], r["depth"]) for r in runs if r["kind"] == "test"}
-    assert tests == {(f, a, d) for f in ("plain", "residual") for a in arms for d in (2, 4)}
+    assert tests == {(f, a, d) for f in ("plain", "residual") for a in arms for d in (2, 3)}
     searched = {(r["family"], r["arm"], r["lr"]) for r in runs if r["kind"] == "search"}
     assert searched == {(f, a, lr) for f in ("plain", "residual") for a in arms for lr in (0.03, 0.1)}
-    for family in ("plain", "residual"):   # every test run uses the rate its arm's search chose
+    for family in ("plain", "residual"):   # every test run uses the rate its arm's search chose at its depth
         for arm in arms:
-            found = [r for r in runs if r["kind"] == "search" and r["family"] == family and r["arm"] == arm]
-            best = max(found, key=lambda r: r["accuracy"])["accuracy"]
-            chosen = next(r["lr"] for r in found if r["accuracy"] == best)
-            assert {r["lr"] for r in runs if r["kind"] == "test" and (r["family"], r["arm"]) == (family, arm)} \
-                == {chosen}
+            for depth in (2, 3):
+                found = [r for r in runs if r["kind"] == "search" and (r["family"], r["arm"], r["depth"]) ==
+                         (family, arm, depth)]
+                best = max(r["accuracy"] for r in found)
+                chosen = next(r["lr"] for r in found if r["accuracy"] == best)
+                assert {r["lr"] for r in runs if r["kind"] == "test" and (r["family"], r["arm"], r["depth"]) ==
+                        (family, arm, depth)} == {chosen}
     for family in ("plain", "residual"):
         section = table.split(f"## digits, {family}")[1].split("##")[0]
         header = next(line for line in section.splitlines() if line.startswith("| hidden layers"))
         assert all(f" {arm} |" in header for arm in arms)
-        rows = [line for line in section.splitlines() if re.match(r"\| (2|4) \|", line)]
+        rows = [line for line in section.splitlines() if re.match(r"\| (2|3) \|", line)]
         assert len(rows) == 2 and all(line.count("±") == len(arms) for line in rows)
     png = (tmp_path / "depth_scaling_quick.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
