@@ -25,28 +25,30 @@ if str(REPO) not in sys.path:
 from bnn2hw.train import BinarizationConfig, TrainConfig, load_training_data, train  # noqa: E402
 from bnn2hw.data import validation_split  # noqa: E402
 
-#: name → (TrainConfig fields, BinarizationConfig fields). "base" is the recipe before issue 14.
+#: name → (TrainConfig fields, BinarizationConfig fields), every schedule field spelled out (the defaults
+#: changed with this sweep). "base" is the recipe before issue 14.
 VARIANTS = {
-    "base": (dict(lr=0.03), dict(end=0.9)),
-    "lr0.03-end1": (dict(lr=0.03), dict(end=1.0)),
-    "lr0.05-end1": (dict(lr=0.05), dict(end=1.0)),
-    "lr0.1": (dict(lr=0.1), dict(end=0.9)),
-    "lr0.1-end1": (dict(lr=0.1), dict(end=1.0)),
-    "lr0.3-end1": (dict(lr=0.3), dict(end=1.0)),
-    "lr0.05": (dict(lr=0.05), dict(end=0.9)),
+    "base": (dict(lr=0.03), dict(start=0.0, end=0.9)),
+    "lr0.03-end1": (dict(lr=0.03), dict(start=0.0, end=1.0)),
+    "lr0.05-end1": (dict(lr=0.05), dict(start=0.0, end=1.0)),
+    "lr0.1": (dict(lr=0.1), dict(start=0.0, end=0.9)),
+    "lr0.1-end1": (dict(lr=0.1), dict(start=0.0, end=1.0)),
+    "lr0.3-end1": (dict(lr=0.3), dict(start=0.0, end=1.0)),
+    "lr0.05": (dict(lr=0.05), dict(start=0.0, end=0.9)),
+    "lr0.03-end1-start0.3": (dict(lr=0.03), dict(start=0.3, end=1.0)),
     "lr0.05-start0.3": (dict(lr=0.05), dict(start=0.3, end=0.9)),
     "lr0.05-end1-start0.3": (dict(lr=0.05), dict(start=0.3, end=1.0)),
-    "lr0.2": (dict(lr=0.2), dict(end=0.9)),
+    "lr0.2": (dict(lr=0.2), dict(start=0.0, end=0.9)),
     "lr0.1-start0.3": (dict(lr=0.1), dict(start=0.3, end=0.9)),
     "lr0.1-end1-start0.3-overlap0.5": (dict(lr=0.1), dict(start=0.3, end=1.0, overlap=0.5)),
-    "lr0.1-end1-output": (dict(lr=0.1), dict(end=1.0, pairing="output")),
-    "lr0.1-end1-overlap0.5": (dict(lr=0.1), dict(end=1.0, overlap=0.5)),
-    "lr0.1-end1-overlap0.5-output": (dict(lr=0.1), dict(end=1.0, overlap=0.5, pairing="output")),
+    "lr0.1-end1-output": (dict(lr=0.1), dict(start=0.0, end=1.0, pairing="output")),
+    "lr0.1-end1-overlap0.5": (dict(lr=0.1), dict(start=0.0, end=1.0, overlap=0.5)),
+    "lr0.1-end1-overlap0.5-output": (dict(lr=0.1), dict(start=0.0, end=1.0, overlap=0.5, pairing="output")),
     "lr0.1-end1-start0.3": (dict(lr=0.1), dict(start=0.3, end=1.0)),
     "lr0.1-end1-start0.3-output": (dict(lr=0.1), dict(start=0.3, end=1.0, pairing="output")),
     "lr0.1-end1-start0.2": (dict(lr=0.1), dict(start=0.2, end=1.0)),
-    "lr0.1-end1-cosine": (dict(lr=0.1), dict(end=1.0, ramp="cosine")),
-    "lr0.1-end1-units100": (dict(lr=0.1, unit_steps=100), dict(end=1.0)),
+    "lr0.1-end1-cosine": (dict(lr=0.1), dict(start=0.0, end=1.0, ramp="cosine")),
+    "lr0.1-end1-units100": (dict(lr=0.1, unit_steps=100), dict(start=0.0, end=1.0)),
     "lr0.1-end1-start0.3-units100": (dict(lr=0.1, unit_steps=100), dict(start=0.3, end=1.0)),
 }
 

@@ -102,7 +102,7 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--optimizer", default="adam", show_default=True,
               help="adam, sgd (momentum 0.9), bop or kbop (latent-free: binary weights flip; Adam for the rest).")
 @click.option("--lr", type=float, default=None,
-              help="Learning rate of Adam/SGD. Default: the method's own (ste 0.03, stompp and stompp+sg: see "
+              help="Learning rate of Adam/SGD. Default: the method's own (ste 0.03, stompp and stompp+sg 0.1; see "
                    "docs/training.md), each chosen on a validation split.")
 @click.option("--lr-schedule", default="cosine", show_default=True, help="cosine or constant.")
 @click.option("--logit-scale", type=float, default=0.0, show_default=True,
@@ -114,9 +114,9 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--spacing", default="uniform", show_default=True,
               help="Window lengths: uniform, or cubic (FreezeOut-style: first units quick, last ones slow).")
 @click.option("--ramp", default="linear", show_default=True, help="Frozen-fraction ramp: linear or cosine.")
-@click.option("--window-start", type=float, default=0.0, show_default=True,
-              help="Training progress (0..1) at which freezing starts.")
-@click.option("--window-end", type=float, default=0.9, show_default=True,
+@click.option("--window-start", type=float, default=0.3, show_default=True,
+              help="Training progress (0..1) at which freezing starts (before it, the clipped network learns).")
+@click.option("--window-end", type=float, default=1.0, show_default=True,
               help="Training progress (0..1) by which every unit is frozen.")
 @click.option("--overlap", type=float, default=0.0, show_default=True, help="Overlap of consecutive windows, [0, 1).")
 @click.option("--priority", default="error", show_default=True,

@@ -44,7 +44,7 @@ OPTIMIZERS = ("adam", "sgd", "bop", "kbop")
 DTYPES = ("float32", "float64")
 RESIDUALS = ("none", "real")
 """Named residual kinds; a number of bits 2..MAX_BITS is the third: a shortcut on that QuantAct grid."""
-DEFAULT_LR = {"ste": 0.03, "stompp": 0.03, "stompp+sg": 0.03}
+DEFAULT_LR = {"ste": 0.03, "stompp": 0.1, "stompp+sg": 0.1}
 """Adam's learning rate when none is given, per method (docs/training.md says how each was chosen)."""
 
 
