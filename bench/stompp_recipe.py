@@ -5,8 +5,9 @@ training samples (never the test split).
     python bench/stompp_recipe.py --dataset digits --depth 8 --seeds 3 --variants base,lr0.1,lr0.1-end1
     python bench/stompp_recipe.py --list
 
-Each finished run is appended to the JSON file at once (``--json``), so an interrupted sweep keeps
-what it measured; a run already in the file is not repeated.
+Each finished run is appended to the JSON file at once (``--json``, default docs/stompp_recipe.json,
+which holds the runs behind docs/training.md), so an interrupted sweep keeps what it measured; a run
+already in the file is not repeated.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--json", type=Path, default=Path("stompp_recipe.json"))
+    p.add_argument("--json", type=Path, default=REPO / "docs" / "stompp_recipe.json")
     p.add_argument("--list", action="store_true")
     args = p.parse_args(argv)
     if args.list:
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
             print(f"{name:32s} {fields} {schedule}")
         return 0
     residual = int(args.residual) if args.residual.isdigit() else args.residual
-    runs = json.loads(args.json.read_text())["runs"] if args.json.exists() else []
+    saved = json.loads(args.json.read_text()) if args.json.exists() else {"runs": []}
+    runs = saved["runs"]
     for variant in args.variants.split(","):
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             key = dict(dataset=args.dataset, depth=args.depth, width=args.width, method=args.method,
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
                 continue
             r = run(args.dataset, args.depth, args.width, args.method, residual, variant, seed, args.epochs)
             runs.append(r)
-            args.json.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+            args.json.write_text(json.dumps({**saved, "runs": runs}, indent=1) + "\n")
             print(f"{args.dataset} depth {args.depth} {args.method} {residual} {variant:32s} seed {seed}: "
                   f"val {100 * r['validation_accuracy']:.2f}  train {100 * r['train_accuracy']:.2f}  "
                   f"({r['seconds']:.0f} s)", flush=True)
