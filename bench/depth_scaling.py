@@ -43,7 +43,9 @@ WIDTH = 64
 FULL_DEPTHS = (2, 4, 8, 16, 24)
 QUICK_DEPTHS = (2, 3)
 LRS = (0.01, 0.03, 0.1)
-FAMILIES = {"plain": "none", "residual": "real"}
+FAMILIES = {"plain": "none", "residual": "real", "residual-q4": 4}
+"""family → ``TrainConfig.residual``: plain, Bi-Real real-valued shortcuts, or shortcuts on a 4-bit grid."""
+DEFAULT_FAMILIES = ("plain", "residual")
 #: arm → (net, BinarizationConfig fields). The spec's ablations (§3.2): order, scope, binary weights only.
 ARMS = {
     "ste": ("bnn", dict(method="ste")),
@@ -142,7 +144,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
              f"{sum(r['seconds'] for r in runs) / 3600:.1f} CPU-hours of training.", "",
              "Deploy-mode test accuracy in % (every binarization hard, BatchNorm recalibrated), mean ± std over "
              "seeds; chance = 10 %. *plain*: (BinaryLinear → BatchNorm → sign) per layer; *residual*: a Bi-Real "
-             "real-valued shortcut around every 64→64 layer (`--residual real`). Each arm's learning rate (in "
+             "real-valued shortcut around every 64→64 layer (`--residual real`); *residual-q4*: the same "
+             "shortcuts on a 4-bit grid (`--residual 4`). Each arm's learning rate (in "
              "brackets) was chosen by the same search: one seed "
              + (f"at depth {meta['search_depth']}" if meta["search_depth"] else "at each depth")
              + f", rates {', '.join(map(str, meta['lrs']))}, on a validation split of 20 % "
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="digits, depths 2 and 3, 1 seed, 1 epoch, rates 0.03 and "
                                                         "0.1: checks the pipeline only")
     p.add_argument("--datasets", type=_list(str), default=None, help="default digits,mnist1d (quick: digits)")
-    p.add_argument("--families", type=_list(str), default=tuple(FAMILIES))
+    p.add_argument("--families", type=_list(str), default=DEFAULT_FAMILIES,
+                   help=f"default {','.join(DEFAULT_FAMILIES)}; also residual-q4 (4-bit quantized shortcuts)")
     p.add_argument("--arms", type=_list(str), default=tuple(ARMS))
     p.add_argument("--depths", type=_list(int), default=None)
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
