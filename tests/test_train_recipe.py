@@ -2,6 +2,7 @@
 the global random generators left alone), the validation split, runs sized by steps per unit, and one
 sentence for every bad option."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -63,8 +64,13 @@ def test_steps_per_unit_size_the_run_by_its_depth():
 
 def test_each_method_has_its_default_learning_rate():
     for method, lr in DEFAULT_LR.items():
-        assert TrainConfig(binarization=BinarizationConfig(method=method)).lr == lr == default_lr(method)
-    assert TrainConfig(lr=0.5).lr == 0.5
+        config = TrainConfig(binarization=BinarizationConfig(method=method))
+        assert config.learning_rate == lr == default_lr(method) == config.to_dict()["learning_rate"]
+    assert TrainConfig(lr=0.5).learning_rate == 0.5
+    # Resolved on use: another method by dataclasses.replace gets its own rate, a given rate stays.
+    stompp = TrainConfig(binarization=BinarizationConfig(method="stompp"))
+    assert dataclasses.replace(stompp, binarization=BinarizationConfig(method="ste")).learning_rate == DEFAULT_LR["ste"]
+    assert dataclasses.replace(TrainConfig(lr=0.2), binarization=BinarizationConfig(method="ste")).learning_rate == 0.2
 
 
 @pytest.mark.parametrize("args, words", [

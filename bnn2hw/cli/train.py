@@ -286,7 +286,7 @@ def run_job(job: Job) -> None:
         err.print(f"[bold]training[/bold] {config.net.upper()} {shape_text}"
                   f"{'-'.join(map(str, config.hidden))}-{data.num_classes}{residual} on {data.name} "
                   f"({len(data.y_train)} train / {len(data.y_test)} {split}), method {method}, {config.optimizer} "
-                  f"lr {config.lr:g}, {length}, seed {seed}{precision}{processes}")
+                  f"lr {config.learning_rate:g}, {length}, seed {seed}{precision}{processes}")
     log = {"format": "bnn2hw-train-log", "version": 1, "command": job.command, "dataset": data.name,
            "data": data.description, "act_bits": layer_act_bits, "weight_bits": layer_weight_bits,
            "processes": world.size, "config": config.to_dict(), "epochs": []}

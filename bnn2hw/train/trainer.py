@@ -167,8 +167,6 @@ class TrainConfig:
         if self.net not in NETS:
             raise TrainingConfigError(f"unknown net {self.net!r}; choose bnn (binary weights and activations) "
                                       "or bwn (binary weights only)")
-        if self.lr is None:
-            object.__setattr__(self, "lr", default_lr(self.binarization.method))
         if not isinstance(self.unit_steps, int) or isinstance(self.unit_steps, bool):
             raise TrainingConfigError(f"the steps per unit (--unit-steps) must be a whole number, not {self.unit_steps!r}")
         object.__setattr__(self, "residual", check_residual(self.residual))
@@ -183,7 +181,7 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise TrainingConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         checks = [("epochs", self.epochs >= 1, "at least 1"), ("batch size", self.batch_size >= 2, "at least 2"),
-                  ("learning rate", self.lr > 0, "positive"), ("logit scale", self.logit_scale >= 0, "0 or positive"),
+                  ("learning rate", self.lr is None or self.lr > 0, "positive"), ("logit scale", self.logit_scale >= 0, "0 or positive"),
                   ("refresh period", self.refresh_epochs >= 0, "0 (never) or positive epochs"),
                   ("Bop gamma", 0 < self.bop_gamma <= 1, "in (0, 1]"), ("Bop tau", self.bop_tau >= 0, "0 or more"),
                   ("KBOP learning rate", 0 < self.kbop_lr <= 1, "in (0, 1]"),
@@ -217,8 +215,14 @@ class TrainConfig:
                                       f"{_bits_text(self.weight_bits)}); use --surrogate ste_clip (the clipped "
                                       "straight-through estimator) with multi-bit layers")
 
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the method's default (:data:`DEFAULT_LR`) where ``lr`` is None. Resolved on use, so
+        that ``dataclasses.replace(config, binarization=...)`` gives the new method its own rate."""
+        return default_lr(self.binarization.method) if self.lr is None else self.lr
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "learning_rate": self.learning_rate}
 
 
 @dataclass
@@ -385,8 +389,8 @@ def _optimizers(model: nn.Module, binarizer: Binarizer, config: TrainConfig, tot
     pairs = []
     if config.optimizer in ("adam", "sgd"):
         params = binary + others
-        opt = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
-               else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
+        opt = (torch.optim.Adam(params, lr=config.learning_rate) if config.optimizer == "adam"
+               else torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9))
         pairs.append((opt, annealed(opt)))
     else:
         if config.optimizer == "bop":
@@ -397,7 +401,7 @@ def _optimizers(model: nn.Module, binarizer: Binarizer, config: TrainConfig, tot
             floor = config.kbop_lr * 1e-3  # rigidity 1/λ - 1 grows as λ anneals; keep λ > 0
             pairs.append((kbop, annealed(kbop, floor)))
         if others:
-            adam = torch.optim.Adam(others, lr=config.lr)
+            adam = torch.optim.Adam(others, lr=config.learning_rate)
             pairs.append((adam, annealed(adam)))
     return pairs
 
