@@ -150,7 +150,9 @@ def markdown(runs: list[dict], meta: dict) -> str:
              + (f"at depth {meta['search_depth']}" if meta["search_depth"] else "at each depth")
              + f", rates {', '.join(map(str, meta['lrs']))}, on a validation split of 20 % "
              "of the training samples (never the test split). Everything else is the default recipe "
-             "(docs/training.md). `bwn` = binary weights, real hard-tanh activations (not compilable).", ""]
+             "(docs/training.md). `bwn` = binary weights, real hard-tanh activations (not compilable). What "
+             "the tables show, and why: [training.md, \"Depth scaling\"](training.md#depth-scaling-what-the-tables-show).",
+             ""]
     datasets = _order([k[0] for k in table], ("digits", "mnist1d"))
     for dataset in datasets:
         for family in _order([k[1] for k in table if k[0] == dataset], FAMILIES):
