@@ -206,10 +206,15 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, residual, net, act_bi
         spawn_local(processes, run_job, job)
     else:
         if torchrun_world_size() > 1:
-            from ..train.distributed import init_from_environment
+            from ..train.distributed import init_from_environment, leave
 
             init_from_environment()
-        run_job(job)
+            try:
+                run_job(job)
+            finally:
+                leave()
+        else:
+            run_job(job)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,12 @@ def differentiable_all_reduce(x: torch.Tensor) -> torch.Tensor:
     return _SumOverProcesses.apply(x)
 
 
+def leave() -> None:
+    """Leave the process group :func:`init_from_environment` joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _synced_forward(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     if not bn.training:
         return type(bn).forward(bn, x)
@@ -169,4 +175,4 @@ def shard_loss(scores: torch.Tensor, labels: torch.Tensor, global_count: int, wo
     return F.cross_entropy(scores, labels, reduction="sum") * (world.size / global_count)
 
 
-__all__ += ["average_gradients", "shard", "shard_loss"]
+__all__ += ["average_gradients", "shard", "shard_loss", "leave"]
