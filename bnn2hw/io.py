@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import ModelFileError
-from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, QuantAct
+from .nn import BinaryAct, BinaryConv2d, BinaryLinear, InputQuant, QuantAct, ResidualBlock
 
 __all__ = ["save", "load", "BinaryNet", "UnsupportedModule", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -90,6 +90,10 @@ def _layer_spec(module: nn.Module) -> dict:
                 "track_running_stats": module.track_running_stats, "state": state}
     if type(module) is nn.Flatten:
         return {"type": "Flatten", "start_dim": module.start_dim, "end_dim": module.end_dim}
+    if isinstance(module, ResidualBlock):
+        return {"type": "ResidualBlock",
+                "shortcut": None if module.shortcut is None else _layer_spec(module.shortcut),
+                "body": [_layer_spec(m) for m in module.body]}
     if isinstance(module, UnsupportedModule):
         return {"type": "unsupported", "class": module.class_name, "description": module.description}
     cls = type(module)
@@ -176,6 +180,12 @@ def _rebuild(spec: dict, position: int, path: Path) -> nn.Module:
                                affine=bool(spec["affine"]), track_running_stats=bool(spec["track_running_stats"]))
         elif kind == "Flatten":
             return nn.Flatten(int(spec["start_dim"]), int(spec["end_dim"]))
+        elif kind == "ResidualBlock":
+            shortcut = spec["shortcut"]
+            if shortcut is not None and shortcut.get("type") != "QuantAct":
+                raise ValueError(f"its shortcut is a {shortcut.get('type')!r}, not a QuantAct")
+            return ResidualBlock(*[_rebuild(s, position, path) for s in spec["body"]],
+                                 shortcut=None if shortcut is None else _rebuild(shortcut, position, path))
         elif kind == "unsupported":
             return UnsupportedModule(str(spec["class"]), str(spec.get("description", "")))
         else:

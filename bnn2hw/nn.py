@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["InputQuant", "BinaryLinear", "BinaryConv2d", "BinaryAct", "QuantAct", "hard_sign", "quantize_weight",
-           "clip_weight", "weight_code_max", "PAD_VALUES", "ACT_MODES", "MAX_BITS"]
+__all__ = ["InputQuant", "BinaryLinear", "BinaryConv2d", "BinaryAct", "QuantAct", "ResidualBlock", "hard_sign",
+           "quantize_weight", "clip_weight", "weight_code_max", "PAD_VALUES", "ACT_MODES", "MAX_BITS"]
 
 MAX_BITS = 8
 """Widest activation or weight a layer may have."""
@@ -374,3 +374,32 @@ class QuantAct(nn.Module):
     def extra_repr(self) -> str:
         extra = "" if self.scale == 1.0 else f", scale={self.scale:g}"
         return f"bits={self.bits}, mode={self.mode!r}" + extra + (", narrow=True" if self.narrow else "")
+
+
+class ResidualBlock(nn.Module):
+    """A binary block with a shortcut around it: ``out = body(s) + s`` (Bi-Real Net style).
+
+    ``body`` is a sequence of layers that keeps the shape, typically ``BinaryAct → BinaryLinear →
+    BatchNorm1d`` (or ``BinaryConv2d`` with padding and ``BatchNorm2d``). ``s`` is the block's input
+    itself (``shortcut=None``: a real-valued shortcut, as Bi-Real Net), or the input quantized by
+    ``shortcut``, a :class:`QuantAct` (the multi-bit activation grid), so that every value the block
+    adds and passes on is a fixed-point number a compiler can carry. The body's sign then reads the
+    quantized value too. bnn2hw trains such blocks; its compiler does not build them yet.
+    """
+
+    def __init__(self, *body: nn.Module, shortcut: QuantAct | None = None):
+        super().__init__()
+        if not body:
+            raise ValueError("ResidualBlock needs at least one layer in its body")
+        if shortcut is not None and not isinstance(shortcut, QuantAct):
+            raise ValueError(f"ResidualBlock shortcut must be None (real-valued) or a QuantAct, not "
+                             f"{type(shortcut).__name__}")
+        self.shortcut = shortcut   # registered before the body: modules() meets it first, in forward order
+        self.body = nn.Sequential(*body)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x if self.shortcut is None else self.shortcut(x)
+        return self.body(s) + s
+
+    def extra_repr(self) -> str:
+        return "shortcut=real" if self.shortcut is None else ""

@@ -51,6 +51,19 @@ def test_design_that_cannot_fit_stops_before_synthesis(lfc_sized, tmp_path):
     assert not out.exists()
 
 
+def test_a_board_top_whose_input_beat_fills_the_device_stops_before_synthesis(tmp_path):
+    """The zoo's QONNX TFC takes 784 8-bit pixels per beat: the UART bridge's assembly register alone is
+    6,272 flip-flops, more than the UP5K's 5,280 logic cells (the fit check once read its 1×28×28 input
+    as a one-channel image and counted 8 of them)."""
+    out = tmp_path / "out"
+    result = run("compile", Path(__file__).resolve().parents[1] / "models" / "qonnx" / "TFC_1W1A.onnx", "--board",
+                 "icebreaker", "--out", out)
+    assert result.exit_code == 1, result.output
+    [line] = error_lines(result)
+    assert "6,272 bits (784 pixels of 8 bits)" in line and "ulx3s-85f" in line, line
+    assert not out.exists()
+
+
 def test_explicit_folding_that_does_not_fit_is_not_silently_changed(tmp_path):
     folding = tmp_path / "f.json"
     folding.write_text(json.dumps({"dense0": {"pe": 128, "simd": 64}, "dense1": {"pe": 128, "simd": 128}}))

@@ -63,20 +63,38 @@ def test_cli_simulate_digits_test_split_matches_torch_accuracy(tmp_path, model):
 
 
 def test_depth_scaling_quick_mode_writes_its_artefacts(tmp_path):
-    """The experiment's pipeline (training every arm, table, plot, raw runs); accuracies are not asserted."""
+    """The experiment's pipeline (the rate search on a validation split at every depth, every arm in both families,
+    table, plot, raw runs, resuming); accuracies are not asserted."""
     import json
-    proc = run_script(ROOT / "bench" / "depth_scaling.py", "--quick", "--jobs", "1", "--out-dir", tmp_path)
+    proc = run_script(ROOT / "bench" / "depth_scaling.py", "--quick", "--out-dir", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = (tmp_path / "depth_scaling_quick.md").read_text()
     runs = json.loads((tmp_path / "depth_scaling_quick.json").read_text())["runs"]
-    arms = ["ste", "stompp", "stompp+sg", "stompp reverse", "stompp global", "bwn stompp", "bwn reverse", "bwn global"]
-    header = next(line for line in table.splitlines() if line.startswith("| hidden layers"))
-    assert all(f" {arm} |" in header for arm in arms)
-    assert {(r["arm"], r["depth"]) for r in runs} == {(a, d) for a in arms for d in (2, 8)}
-    rows = [line for line in table.splitlines() if re.match(r"\| (2|8) \|", line)]
-    assert len(rows) == 2 and all(line.count("±") == len(arms) for line in rows)
+    arms = ["ste", "stompp", "stompp+sg", "reverse", "global", "bwn"]
+    tests = {(r["family"], r["arm"], r["depth"]) for r in runs if r["kind"] == "test"}
+    assert tests == {(f, a, d) for f in ("plain", "residual") for a in arms for d in (2, 3)}
+    searched = {(r["family"], r["arm"], r["lr"]) for r in runs if r["kind"] == "search"}
+    assert searched == {(f, a, lr) for f in ("plain", "residual") for a in arms for lr in (0.03, 0.1)}
+    for family in ("plain", "residual"):   # every test run uses the rate its arm's search chose at its depth
+        for arm in arms:
+            for depth in (2, 3):
+                found = [r for r in runs if r["kind"] == "search" and (r["family"], r["arm"], r["depth"]) ==
+                         (family, arm, depth)]
+                best = max(r["accuracy"] for r in found)
+                chosen = next(r["lr"] for r in found if r["accuracy"] == best)
+                assert {r["lr"] for r in runs if r["kind"] == "test" and (r["family"], r["arm"], r["depth"]) ==
+                        (family, arm, depth)} == {chosen}
+    for family in ("plain", "residual"):
+        section = table.split(f"## digits, {family}")[1].split("##")[0]
+        header = next(line for line in section.splitlines() if line.startswith("| hidden layers"))
+        assert all(f" {arm} |" in header for arm in arms)
+        rows = [line for line in section.splitlines() if re.match(r"\| (2|3) \|", line)]
+        assert len(rows) == 2 and all(line.count("±") == len(arms) for line in rows)
     png = (tmp_path / "depth_scaling_quick.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    proc = run_script(ROOT / "bench" / "depth_scaling.py", "--quick", "--out-dir", tmp_path)   # resumes: no new run
+    assert proc.returncode == 0 and "] digits" not in proc.stdout, proc.stdout + proc.stderr
+    assert len(json.loads((tmp_path / "depth_scaling_quick.json").read_text())["runs"]) == len(runs)
 
 
 def test_cnv_example_builds_finns_topology_for_finns_folding_file(tmp_path):

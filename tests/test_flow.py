@@ -173,3 +173,14 @@ def test_a_board_build_simulates_its_network_bit_exact_before_the_tools_run(smal
         if state.staging is not None:
             import shutil
             shutil.rmtree(state.staging)
+
+
+def test_a_board_whose_network_is_slower_than_its_uart_gets_a_note():
+    """The W2A2 digits model on the iCEBreaker needs 4,096 cycles a frame; at 3 Mbaud (4 cycles a bit)
+    a 64-pixel frame takes 2,600 cycles on the line, so frames sent back to back would overrun."""
+    from bnn2hw.flow import BuildConfig, BuildState, run_steps, steps_for
+    for baud, noted in ((3_000_000, True), (115_200, False)):
+        config = BuildConfig(model=Path(__file__).resolve().parents[1] / "models" / "digits_w2a2.pt",
+                             board=get_board("icebreaker"), baud=baud)
+        state = run_steps(BuildState(config), steps_for(config, write=False))
+        assert any("overruns the receiver" in n for n in state.notes) == noted, state.notes

@@ -127,3 +127,16 @@ def test_predict_runs_the_golden_model_of_a_qonnx_file(tmp_path):
     assert result.exit_code == 0, result.output
     classes = np.load(tmp_path / "y.npz")["classes"]
     assert np.array_equal(classes, load_qonnx(TFC).forward(x).argmax(axis=1))
+
+
+def test_a_transpose_of_activations_is_named(tmp_path):
+    """A Transpose between layers reorders the data (FINN's NHWC conversions): named, not ignored."""
+    model, _, _ = random_qonnx_graph(3)
+    matmul = next(n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n is not model.graph.node[-1])
+    source = matmul.input[0]
+    model.graph.node.insert(list(model.graph.node).index(matmul),
+                            helper.make_node("Transpose", [source], ["transposed"], name="nhwc_swap", perm=[0, 1]))
+    matmul.input[0] = "transposed"
+    path = tmp_path / "transpose.onnx"
+    onnx.save(model, path)
+    assert "'nhwc_swap' (Transpose) is not supported" in compile_error(tmp_path, path)

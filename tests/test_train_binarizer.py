@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from bnn2hw.nn import BinaryAct, BinaryLinear
-from bnn2hw.train import BinarizationConfig, Binarizer, TrainConfig, build_mlp, load_training_data, train
+from bnn2hw.train import (BinarizationConfig, Binarizer, FreezeSchedule, TrainConfig, build_mlp, load_training_data,
+                          train)
 from bnn2hw.train.trainer import _fold_scales
 
 
@@ -143,7 +144,7 @@ def test_mask_fractions_follow_the_schedule_and_refresh_keeps_counts(digits, gra
             refresh_moved |= released
         previous = {u.index: u.weight_mask.clone() for u in binarizer.units}
     assert refresh_moved
-    first = [u.index for u in binarizer.units if binarizer.schedule.window(u.index)[0] == 0.0][0]
+    first = [u.index for u in binarizer.units if binarizer.schedule.window(u.index)[0] == binarizer.schedule.start][0]
     assert first == {"forward": 0, "reverse": 3}.get(order, first)
 
 
@@ -255,7 +256,11 @@ def test_reported_accuracy_is_the_deploy_accuracy_of_the_returned_model(digits):
     assert result.test_accuracy == correct / len(digits.y_test)
     entry = result.history[-1]
     assert set(entry) >= {"epoch", "loss", "train_accuracy", "deploy_test_accuracy", "frozen"}
-    assert [row["target"] for row in entry["frozen"]] == [1.0, 1.0, 1.0]
+    # The schedule ends at the last step (end = 1.0): every unit but the last is frozen, and the last one
+    # is where the last step's progress puts it (the deploy model freezes what is left).
+    steps = 2 * len(range(0, len(digits.y_train), 64))
+    last = FreezeSchedule(3, start=0.3, end=1.0).fraction(2, (steps - 1) / steps)
+    assert [row["target"] for row in entry["frozen"]] == [1.0, 1.0, last] and 0.9 < last < 1.0
 
 
 @pytest.mark.parametrize("optimizer", ["bop", "kbop"])

@@ -117,6 +117,15 @@ def test_ste_baseline_is_honest_at_six_layers_of_64():
     assert np.mean(accuracies) >= 0.94, accuracies
 
 
+def test_stompp_default_recipe_reaches_85_percent_at_eight_layers_of_64():
+    """Acceptance (issue 14): `bnn2hw train --dataset digits --hidden 64,64,64,64,64,64,64,64 --method stompp
+    --epochs 30 --seed 0` with the default recipe (the CLI's defaults are the library's, tested below)."""
+    data = load_training_data("digits")
+    result = train(data, TrainConfig(hidden=(64,) * 8, epochs=30, seed=0,
+                                     binarization=BinarizationConfig(method="stompp")))
+    assert result.test_accuracy >= 0.85, result.test_accuracy
+
+
 @pytest.mark.slow       # about 5 minutes of training on 2 cores: a third of the default run's budget
 @pytest.mark.rtl("verilator")
 def test_stompp_three_layers_of_256_is_accurate_and_bit_exact_in_rtl(tmp_path):
@@ -149,10 +158,11 @@ def test_cli_defaults_are_the_library_defaults():
     config, binarization = TrainConfig(), BinarizationConfig()
     renamed = {"window_start": "start", "window_end": "end"}
     checked = 0
+    assert defaults["lr"] is None is config.lr   # None: the method's own rate (tests/test_train_recipe.py)
     for name, value in defaults.items():
         field = renamed.get(name, name)
         for obj in (config, binarization):
-            if hasattr(obj, field) and field not in ("hidden",):
+            if hasattr(obj, field) and field not in ("hidden", "lr"):
                 assert getattr(obj, field) == value, name
                 checked += 1
     assert checked >= 25

@@ -24,7 +24,7 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
-from ..errors import Bnn2hwError, ToolError
+from ..errors import FitError, Bnn2hwError, ToolError
 from ..estimate.families import device_capacity
 from ..synth.ecp5_bram import absorb_output_registers
 from ..synth.nextpnr import PNR_OPTIONS, PnrResult, parse_nextpnr_log, parse_timing_report
@@ -107,14 +107,22 @@ BRIDGE_OVERHEAD = {"ice40": {"luts": 720, "ffs": 665}, "ecp5": {"luts": 1063, "f
 def capacity_for_network(board: Board, graph) -> dict:
     """The board's capacity less what the board top around the network needs (for the fit check)."""
     cap = dict(device_capacity(board.device))
-    beat_bits = graph.input.bits * (graph.input.shape[0] if len(graph.input.shape) == 3 else   # (C, H, W)
-                                    int(np.prod(graph.input.shape)))
+    # the bridge assembles one input beat: a pixel's channels for a convolutional network, else the
+    # whole frame (an imported dense graph may still give its input as an image shape)
+    beat_bits = graph.input.bits * (graph.input.shape[0] if graph.has_convolutions else int(np.prod(graph.input.shape)))
     over = BRIDGE_OVERHEAD[board.family]
     cap["luts"] -= over["luts"]
     cap["ffs"] -= over["ffs"] + beat_bits
     if "cells" in cap:
         cap["cells"] -= over["luts"] + over["ffs"] + beat_bits
     cap["name"] = f"{cap.get('name', board.device)} (less the board top's UART bridge)"
+    for key in ("cells", "ffs"):
+        if key in cap and cap[key] <= 0:
+            raise FitError(f"the {board.name} cannot hold this model's board top: its UART bridge assembles an input "
+                           f"beat of {beat_bits:,} bits ({graph.input.size if not graph.has_convolutions else graph.input.shape[0]} "
+                           f"pixels of {graph.input.bits} bits) in flip-flops, which leaves the {board.device} no "
+                           f"{'logic cells' if key == 'cells' else 'flip-flops'} for the network; use a board with more "
+                           "logic (e.g. ulx3s-85f) or fewer input pixels", key, -cap[key], 0)
     return cap
 
 

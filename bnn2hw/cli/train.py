@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from ..data import REGISTRY, load_training_data
 from ..errors import Bnn2hwError, TrainingConfigError
 from .console import err, out
 
-__all__ = ["train_cmd", "parse_hidden", "parse_bits"]
+__all__ = ["train_cmd", "parse_hidden", "parse_bits", "Job", "run_job"]
 
 MAX_BITS = 8  # bnn2hw.nn.MAX_BITS, repeated so that `bnn2hw --help` need not import torch
 
@@ -74,6 +75,10 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--conv", default="", show_default=False,
               help="Convolution channels, comma-separated (e.g. 16,32): 3x3 blocks (pad value -1), each followed "
                    "by BatchNorm, sign and a 2x2 max-pool, before the --hidden dense layers. Empty: an MLP.")
+@click.option("--residual", default="none", show_default=True,
+              help="none (plain network), real (a Bi-Real real-valued shortcut around every layer that keeps the "
+                   "width) or a number of bits 2..8 (those shortcuts quantized to that many bits). Trains; not "
+                   "compilable yet.")
 @click.option("--net", default="bnn", show_default=True,
               help="bnn (binary weights and activations) or bwn (binary weights only; not compilable).")
 @click.option("--act-bits", type=str, default=1, show_default=True,
@@ -90,10 +95,15 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
               help="Surrogate gradient of stompp+sg and ste: ste, ste_clip, approxsign, swishsign, ede (multi-bit "
                    "layers: ste_clip only).")
 @click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--unit-steps", type=int, default=0, show_default=True,
+              help="Optimizer steps per unit window; the run's length follows from it and --epochs is ignored "
+                   "(0: the run is --epochs long).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--optimizer", default="adam", show_default=True,
               help="adam, sgd (momentum 0.9), bop or kbop (latent-free: binary weights flip; Adam for the rest).")
-@click.option("--lr", type=float, default=0.03, show_default=True, help="Learning rate of Adam/SGD.")
+@click.option("--lr", type=float, default=None,
+              help="Learning rate of Adam/SGD. Default: the method's own (ste 0.03, stompp and stompp+sg 0.1; see "
+                   "docs/training.md), each chosen on a validation split.")
 @click.option("--lr-schedule", default="cosine", show_default=True, help="cosine or constant.")
 @click.option("--logit-scale", type=float, default=0.0, show_default=True,
               help="Scores are multiplied by this inside the loss; 0 = 4/sqrt(width of the last hidden layer).")
@@ -104,9 +114,9 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--spacing", default="uniform", show_default=True,
               help="Window lengths: uniform, or cubic (FreezeOut-style: first units quick, last ones slow).")
 @click.option("--ramp", default="linear", show_default=True, help="Frozen-fraction ramp: linear or cosine.")
-@click.option("--window-start", type=float, default=0.0, show_default=True,
-              help="Training progress (0..1) at which freezing starts.")
-@click.option("--window-end", type=float, default=0.9, show_default=True,
+@click.option("--window-start", type=float, default=0.3, show_default=True,
+              help="Training progress (0..1) at which freezing starts (before it, the clipped network learns).")
+@click.option("--window-end", type=float, default=1.0, show_default=True,
               help="Training progress (0..1) by which every unit is frozen.")
 @click.option("--overlap", type=float, default=0.0, show_default=True, help="Overlap of consecutive windows, [0, 1).")
 @click.option("--priority", default="error", show_default=True,
@@ -129,22 +139,28 @@ _DATASET_HELP = ("Data set: " + "; ".join(f"{d.name}: {d.description}" for d in 
 @click.option("--kbop-beta", type=float, default=0.9, show_default=True)
 @click.option("--no-recalibrate", is_flag=True, help="Keep BatchNorm statistics from training (not recommended).")
 @click.option("--threads", type=int, default=1, show_default=True,
-              help="CPU threads (results are deterministic for a given seed and thread count).")
+              help="CPU threads per process (results are deterministic for a given seed and thread count).")
+@click.option("--processes", type=int, default=1, show_default=True,
+              help="Training processes on this machine (DistributedDataParallel over gloo; --batch-size stays the "
+                   "global batch). Under torchrun leave it at 1: torchrun sets the processes.")
+@click.option("--dtype", default="float32", show_default=True,
+              help="Training precision: float32 or float64 (slower; see docs/training.md).")
+@click.option("--validation", type=float, default=0.0, show_default=True,
+              help="Hold out this fraction of the training samples (stratified) and report accuracy on them instead "
+                   "of the test split, e.g. to choose a learning rate (0: off).")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), required=True, help="Model file to write.")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), default=None,
               help="JSON training log (default: next to --out, <name>.train.json).")
 @click.option("--force", is_flag=True, help="Replace --out (and the log) if they exist.")
-def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight_bits, method, surrogate, epochs,
-              batch_size, optimizer, lr, lr_schedule, logit_scale, seed, order, scope, spacing, ramp, window_start,
-              window_end, overlap, priority, granularity, activation_masks, pairing, refresh_epochs, refresh_fraction,
-              refresh_mode, bop_gamma, bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads, out_file, log_file, force):
+def train_cmd(dataset, data_dir, split_seed, hidden, conv, residual, net, act_bits, weight_bits, method, surrogate,
+              epochs, unit_steps, batch_size, optimizer, lr, lr_schedule, logit_scale, seed, order, scope, spacing, ramp,
+              window_start, window_end, overlap, priority, granularity, activation_masks, pairing, refresh_epochs,
+              refresh_fraction, refresh_mode, bop_gamma, bop_tau, kbop_lr, kbop_beta, no_recalibrate, threads,
+              processes, dtype, validation, out_file, log_file, force):
     """Train a binary (or multi-bit) MLP or CNN; writes MODEL.pt for `bnn2hw compile` and a JSON log per epoch."""
     # On use, so that `bnn2hw --help` need not load torch; neither imports the command line.
-    import torch
-
-    from ..io import save
-    from ..train import BinarizationConfig, TrainConfig, build_cnn, train
-    from ..train.trainer import per_layer_bits
+    from ..train import BinarizationConfig, TrainConfig
+    from ..train.distributed import torchrun_world_size
 
     binarization = BinarizationConfig(
         method=method, surrogate=surrogate, start=window_start, end=window_end, overlap=overlap, ramp=ramp,
@@ -157,7 +173,16 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
                          bop_tau=bop_tau, kbop_lr=kbop_lr, kbop_beta=kbop_beta, seed=seed,
                          recalibrate=not no_recalibrate, threads=threads,
                          act_bits=parse_bits(act_bits, "--act-bits"),
-                         weight_bits=parse_bits(weight_bits, "--weight-bits"))
+                         weight_bits=parse_bits(weight_bits, "--weight-bits"), residual=residual,
+                         unit_steps=unit_steps, dtype=dtype)
+    if processes < 1:
+        raise TrainingConfigError(f"the number of processes (--processes) must be at least 1, not {processes}")
+    if processes > 1 and torchrun_world_size() > 0:
+        raise TrainingConfigError(f"torchrun already started {torchrun_world_size()} processes; leave --processes "
+                                  "at 1 under torchrun (its --nproc-per-node sets the count)")
+    if not 0.0 <= validation < 1.0:
+        raise TrainingConfigError(f"the validation fraction (--validation) must be 0 (off) or between 0 and 1, "
+                                  f"not {validation}")
     log_file = log_file or out_file.with_name(out_file.stem + ".train.json")
     for path, what in ((out_file, "--out"), (log_file, "--log")):
         if path.exists() and not force:
@@ -171,30 +196,108 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
             raise Bnn2hwError(f"cannot create the output directory '{path}' ({e.strerror}); choose another --out")
 
     channels = parse_hidden(conv, "--conv") if conv else ()
-    data = load_training_data(dataset, data_dir, split_seed)
+    command = "bnn2hw train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
+    job = Job(config=config, dataset=dataset, data_dir=data_dir, split_seed=split_seed, validation=validation,
+              channels=channels, out_file=out_file, log_file=log_file, command=command)
+    _check_job(job)
+    if processes > 1:
+        from ..train.distributed import spawn_local
+
+        spawn_local(processes, run_job, job)
+    else:
+        if torchrun_world_size() > 1:
+            from ..train.distributed import init_from_environment, leave
+
+            init_from_environment()
+            try:
+                run_job(job)
+            finally:
+                leave()
+        else:
+            run_job(job)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one training process needs (a module-level, picklable value, for --processes)."""
+
+    config: object
+    dataset: str
+    data_dir: Path | None
+    split_seed: int
+    validation: float
+    channels: tuple[int, ...]
+    out_file: Path
+    log_file: Path
+    command: str
+
+
+def _data(job: Job):
+    data = load_training_data(job.dataset, job.data_dir, job.split_seed)
+    if job.validation:
+        from ..data import validation_split
+
+        data = validation_split(data, job.validation, job.config.seed)
+    return data
+
+
+def _check_job(job: Job) -> None:
+    """Every error a user can cause, raised here in the launching process (before any worker starts)."""
+    from ..train import build_cnn
+    from ..train.trainer import per_layer_bits
+
+    config = job.config
+    data = _data(job)
+    n_acts = len(job.channels) + len(config.hidden)
+    per_layer_bits(config.act_bits, n_acts, "activation bits", "--act-bits", "hidden activations")
+    per_layer_bits(config.weight_bits, n_acts + 1, "weight bits", "--weight-bits",
+                   "weight layers (the output layer included)")
+    if job.channels:
+        build_cnn(data, job.channels, config.hidden, config.net, act_bits=config.act_bits,
+                  weight_bits=config.weight_bits, residual=config.residual)
+
+
+def run_job(job: Job) -> None:
+    """Train as ``job`` says; the main process (rank 0) writes the model, the log and the output lines."""
+    import torch
+
+    from ..io import save
+    from ..train import build_cnn, train
+    from ..train.distributed import current_world
+    from ..train.trainer import per_layer_bits
+
+    config, channels, out_file, log_file = job.config, job.channels, job.out_file, job.log_file
+    main = current_world().is_main
+    data = _data(job)
     n_acts = len(channels) + len(config.hidden)
     layer_act_bits = list(per_layer_bits(config.act_bits, n_acts, "activation bits", "--act-bits",
                                          "hidden activations"))
     layer_weight_bits = list(per_layer_bits(config.weight_bits, n_acts + 1, "weight bits", "--weight-bits",
                                             "weight layers (the output layer included)"))
-    model = (build_cnn(data, channels, config.hidden, net, act_bits=config.act_bits, weight_bits=config.weight_bits)
-             if channels else None)
+    net, method, epochs, seed = config.net, config.binarization.method, config.epochs, config.seed
+    model = (build_cnn(data, channels, config.hidden, net, act_bits=config.act_bits, weight_bits=config.weight_bits,
+                       residual=config.residual) if channels else None)
     precision = ("" if set(layer_act_bits) | set(layer_weight_bits) <= {1} else
                  f", weight bits {','.join(map(str, layer_weight_bits))}, activation bits "
                  f"{','.join(map(str, layer_act_bits))}")
     shape_text = (f"CNN {'x'.join(map(str, model.input_shape))}-conv{'-'.join(map(str, channels))}-"
                   if channels else f"MLP {data.input_shape[0]}-")
-    err.print(f"[bold]training[/bold] {config.net.upper()} {shape_text}"
-              f"{'-'.join(map(str, config.hidden))}-{data.num_classes} on {data.name} "
-              f"({len(data.y_train)} train / {len(data.y_test)} test), method {method}, {optimizer}, "
-              f"{epochs} epochs, seed {seed}{precision}")
-    command = "bnn2hw train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
-    log = {"format": "bnn2hw-train-log", "version": 1, "command": command, "dataset": data.name,
+    residual = "" if config.residual == "none" else f", residual {config.residual}"
+    world = current_world()
+    processes = "" if world.size == 1 else f", {world.size} processes"
+    split = "validation" if job.validation else "test"
+    length = f"{config.unit_steps} steps per unit" if config.unit_steps else f"{epochs} epochs"
+    if main:
+        err.print(f"[bold]training[/bold] {config.net.upper()} {shape_text}"
+                  f"{'-'.join(map(str, config.hidden))}-{data.num_classes}{residual} on {data.name} "
+                  f"({len(data.y_train)} train / {len(data.y_test)} {split}), method {method}, {config.optimizer} "
+                  f"lr {config.learning_rate:g}, {length}, seed {seed}{precision}{processes}")
+    log = {"format": "bnn2hw-train-log", "version": 1, "command": job.command, "dataset": data.name,
            "data": data.description, "act_bits": layer_act_bits, "weight_bits": layer_weight_bits,
-           "config": config.to_dict(), "epochs": []}
+           "processes": world.size, "config": config.to_dict(), "epochs": []}
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as bar:
+                  console=err, transient=True, disable=not main) as bar:
         task = bar.add_task("epoch 1", total=None)
 
         def on_step(step, total):
@@ -205,16 +308,20 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
             _write_json(log_file, log)
             frozen = " ".join(f"{f['target']:.2f}" for f in entry["frozen"])
             bar.console.print(f"  epoch {entry['epoch']:3d}  loss {entry['loss']:.4f}  train-state acc "
-                              f"{entry['train_accuracy']:.4f}  deploy test acc {entry['deploy_test_accuracy']:.4f}"
+                              f"{entry['train_accuracy']:.4f}  deploy {split} acc {entry['deploy_test_accuracy']:.4f}"
                               f"  frozen [{frozen}]", highlight=False)
-            bar.update(task, description=f"epoch {min(entry['epoch'] + 1, epochs)}")
+            bar.update(task, description=f"epoch {entry['epoch'] + 1}")
 
-        result = train(data, config, on_step=on_step, on_epoch=on_epoch, model=model)
+        result = train(data, config, on_step=on_step if main else None, on_epoch=on_epoch if main else None,
+                       model=model)
+    if not main:
+        return
 
     metadata = {
         "name": out_file.stem,
         "dataset": data.description,
-        "split_seed": split_seed,
+        "split_seed": job.split_seed,
+        "validation_fraction": job.validation,
         "input_format": (f"{data.input_shape[0]} integer pixels as {data.input_bits}-bit unsigned "
                          f"(image {'x'.join(map(str, data.image_shape))}, flattened)" if model is None else
                          f"{'x'.join(map(str, model.input_shape))} (C, H, W) integer pixels as {data.input_bits}-bit "
@@ -223,10 +330,12 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
         "net": net,
         "hidden": list(config.hidden),
         "conv": list(channels),
+        "residual": config.residual,
+        "processes": world.size,
         "act_bits": layer_act_bits,
         "weight_bits": layer_weight_bits,
         "epochs": epochs,
-        "batch_size": batch_size,
+        "batch_size": config.batch_size,
         "seed": seed,
         "train_config": config.to_dict(),
         "test_samples": len(data.y_test),
@@ -235,7 +344,7 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
         "train_accuracy": result.train_accuracy,
         "accuracy_note": "deploy mode (every binarization hard), eval mode, float64, argmax (first maximum wins)",
         "notes": result.notes,
-        "trained_with": command,
+        "trained_with": job.command,
         "torch_version": str(torch.__version__),
     }
     save(result.model, out_file, input_shape=tuple(result.model.input_shape), metadata=metadata)
@@ -245,9 +354,12 @@ def train_cmd(dataset, data_dir, split_seed, hidden, conv, net, act_bits, weight
     _write_json(log_file, log)
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}")
+    if config.residual != "none":
+        err.print("[yellow]note:[/yellow] residual blocks train, but `bnn2hw compile` cannot build them yet; train "
+                  "without --residual for hardware")
     if net == "bwn":
         err.print("[yellow]note:[/yellow] binary-weight-only models keep real activations, so `bnn2hw compile` "
                   "cannot build them; train with --net bnn for hardware")
     err.print(f"wrote {out_file} and {log_file} ({result.seconds:.1f} s)")
-    out.print(f"deploy test accuracy: {100 * result.test_accuracy:.2f}% ({result.test_correct}/{len(data.y_test)}) "
-              f"on the {data.name} test split")
+    out.print(f"deploy {split} accuracy: {100 * result.test_accuracy:.2f}% ({result.test_correct}/{len(data.y_test)}) "
+              f"on the {job.dataset} {split} split")

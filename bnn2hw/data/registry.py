@@ -21,6 +21,8 @@ from ..errors import DatasetError
 from .digits import (DIGITS_IMAGE_SHAPE, DIGITS_INPUT_BITS, DIGITS_NUM_CLASSES, DIGITS_SPLIT_DESCRIPTION,
                      load_digits_split)
 from .files import ImageSplit, load_cifar10_dir, load_mnist_dir
+from .mnist1d import (MNIST1D_DESCRIPTION, MNIST1D_INPUT_BITS, MNIST1D_LENGTH, MNIST1D_NUM_CLASSES, MNIST1D_SAMPLES,
+                      load_mnist1d)
 
 __all__ = ["Dataset", "Loader", "REGISTRY", "DATASETS", "TrainingData", "load_training_data"]
 
@@ -77,6 +79,10 @@ def _load_digits(directory: Path | None, split_seed: int) -> tuple[ImageSplit, s
             f"{DIGITS_SPLIT_DESCRIPTION}, seed={split_seed}")
 
 
+def _load_mnist1d(directory: Path | None, split_seed: int) -> tuple[ImageSplit, str]:
+    return ImageSplit(*load_mnist1d()), MNIST1D_DESCRIPTION.format(samples=MNIST1D_SAMPLES)
+
+
 def _idx_loader(title: str) -> Loader:
     def load(directory: Path, split_seed: int) -> tuple[ImageSplit, str]:
         return load_mnist_dir(directory), f"{title} IDX files from '{directory}'"
@@ -90,6 +96,9 @@ def _load_cifar10(directory: Path, split_seed: int) -> tuple[ImageSplit, str]:
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (
     Dataset("digits", _load_digits, DIGITS_IMAGE_SHAPE, DIGITS_INPUT_BITS, DIGITS_NUM_CLASSES,
             "8x8 handwritten digits bundled with scikit-learn", local_files=False),
+    Dataset("mnist1d", _load_mnist1d, (MNIST1D_LENGTH,), MNIST1D_INPUT_BITS, MNIST1D_NUM_CLASSES,
+            "MNIST-1D, 40-value 1-D digit signals generated offline by the mnist1d package (4000 train / 1000 "
+            "test)", local_files=False),
     Dataset("mnist", _idx_loader("MNIST"), (28, 28), 8, 10, "28x28 handwritten digits, IDX files"),
     Dataset("fashion-mnist", _idx_loader("Fashion-MNIST"), (28, 28), 8, 10, "28x28 clothing images, IDX files"),
     Dataset("cifar10", _load_cifar10, (3, 32, 32), 8, 10, "32x32 colour images, binary batches"),
@@ -103,7 +112,7 @@ DATASETS = tuple(REGISTRY)
 def load_training_data(name: str = "digits", data_dir: str | Path | None = None, split_seed: int = 0) -> TrainingData:
     """The named data set; ``data_dir`` is required for every data set with local files (all but ``digits``).
 
-    ``split_seed`` chooses the digits train/test split (the file-based data sets ship their own split).
+    ``split_seed`` chooses the digits train/test split (MNIST-1D and the file-based data sets have their own).
     Raises :class:`DatasetError` with one sentence for an unknown name or missing or malformed files.
     """
     if name not in REGISTRY:

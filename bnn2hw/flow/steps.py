@@ -24,6 +24,7 @@ from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, esti
                         fold_for_budget, fold_for_fps, refold_to_fit)
 from ..frontend import QonnxModel, import_model, import_qonnx, load_qonnx
 from ..hw import Network
+from ..hw.board_top import BoardTop
 from ..io import load
 from ..ir import Dense, Graph, InputThreshold
 from ..passes import apply_folding, fold_batchnorm, load_folding_file
@@ -247,6 +248,16 @@ def plan_hardware(state: BuildState) -> None:
     state.estimate = estimate_cycles(state.plan, cfg.design_clock_mhz)
     state.resources = estimate_resources(_board_plan(state) if cfg.board is not None else state.plan,
                                          cfg.estimate_family)
+    if cfg.board is not None:
+        # a frame's bytes on the UART line (header + one byte per pixel) against the network's interval
+        divisor = BoardTop.divisor_for(cfg.design_clock_mhz * 1e6, cfg.baud)
+        line_cycles = (state.graph.input.size + 1) * 10 * divisor
+        if state.estimate.cycles_per_frame > line_cycles:
+            state.notes.append(
+                f"at {cfg.baud} baud a frame takes {line_cycles:,} cycles on the UART line but the network needs "
+                f"{state.estimate.cycles_per_frame:,}: a host that sends frames back to back overruns the "
+                "receiver (docs/board_protocol.md); send at most 3 frames ahead of their replies (bnn2hw run "
+                "does), lower the baud rate, or fold the network for more frames per second (--target-fps)")
 
 
 # ---- output ----

@@ -10,6 +10,9 @@ inference, constant folding, readable names). It is then read as a chain, in str
               → quantizer (Quant, BipolarQuant, or FINN's MultiThreshold) → [MaxPool] → [Reshape/Flatten] )*
           → MatMul | Gemm → elementwise nodes → output
 
+(a Transpose of activations, as FINN's NHWC conversions insert, is named as not supported: it reorders
+the data; a transposed weight is folded into its quantizer by the cleanup.)
+
 * **Input.** The hardware takes unsigned ``bits``-bit integers p; the user gives their meaning as the
   graph's float input, x = p · ``scale`` (the zoo's MNIST models: 8 bits, scale 1/255). The nodes up to
   the input quantizer are run by qonnx on every value of p, and the resulting codes become an
@@ -56,7 +59,7 @@ __all__ = ["QonnxModel", "load_qonnx", "import_qonnx", "parse_input_scale", "QUA
 
 QUANTIZERS = ("Quant", "BipolarQuant", "MultiThreshold")
 _ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu")
-_LAYOUT = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
+_LAYOUT = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")    # shape only; a Transpose reorders data
 _COMPUTE = ("MatMul", "Gemm", "Conv")
 SUPPORTED_QONNX = ("input → [Mul/Add/Sub/Div] → [Quant|BipolarQuant] → (MatMul|Gemm|Conv on Quant/BipolarQuant "
                    "weights → [MaxPool] → [Add/Sub/Mul/Div/BatchNormalization/Relu] → Quant|BipolarQuant|"

@@ -32,6 +32,8 @@ _HINTS = {
     "Sigmoid": "use bnn2hw.nn.BinaryAct",
     "Dropout": "remove it before saving (it does nothing in eval mode)",
     "Conv2d": "use bnn2hw.nn.BinaryConv2d (binary weights, pad value -1 by default)",
+    "ResidualBlock": "residual blocks train (bnn2hw train --residual) but cannot be compiled yet; "
+                     "train without --residual for hardware",
 }
 
 

@@ -1,5 +1,7 @@
 """Training binary (and multi-bit) networks for bnn2hw: StoMPP (STE-free progressive binarization), its
-surrogate composition, the BinaryConnect-style STE baseline, and the latent-free optimizers Bop and KBOP.
+surrogate composition, the BinaryConnect-style STE baseline, and the latent-free optimizers Bop and KBOP;
+plain or residual networks (``TrainConfig.residual``), in one process or several (distributed.py:
+DistributedDataParallel over gloo, under torchrun or ``spawn_local``).
 
 Spec: ../shared/design/TRAINING_AND_INTEGER_MATH.md §2–§5; every choice marked [RECON] there is an
 option here (docs/training.md lists them with their defaults).

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import TrainingConfigError
-from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, QuantAct
+from ..nn import BinaryAct, BinaryConv2d, BinaryLinear, QuantAct, ResidualBlock
 from .masks import GRANULARITIES, PRIORITIES, FrozenLatentGuard, grow_mask, soft_refresh
 from .quantize import (MODES, MULTILEVEL_SURROGATES, SURROGATES, act_levels, multilevel_q, stompp_q,
                        surrogate_sign, weight_levels)
@@ -76,8 +76,12 @@ class BinarizationConfig:
 
     method: str = "stompp"
     surrogate: str = "ste_clip"
-    start: float = 0.0
-    end: float = 0.9
+    start: float = 0.3
+    """Progress at which freezing starts. The spec's default is 0; 0.3 (the clipped network learns first)
+    measured better on digits, most at depth 16 (docs/training.md)."""
+    end: float = 1.0
+    """Progress by which every unit is frozen. The spec's 0.9 leaves a tail in which pure StoMPP has no
+    gradient at all; 1.0 trains to the last step (docs/training.md)."""
     overlap: float = 0.0
     ramp: str = "linear"
     order: str = "forward"
@@ -132,15 +136,33 @@ class BinaryUnit:
     act_mask: torch.Tensor | None = None
     scale: nn.Parameter | None = field(default=None, repr=False)
     """log α of a learned per-layer weight scale (KBOP), or None."""
+    shortcut: QuantAct | None = None
+    """The quantized shortcut of the residual block this unit's layer opens, frozen with the unit."""
+    shortcut_mask: torch.Tensor | None = None
+
+
+def _shortcut_owners(model: nn.Module) -> dict[int, QuantAct]:
+    """id(first binary layer of a ResidualBlock's body) → the block's quantized shortcut."""
+    owners = {}
+    for block in model.modules():
+        if isinstance(block, ResidualBlock) and block.shortcut is not None:
+            first = next((m for m in block.body.modules() if isinstance(m, BINARY_LAYERS)), None)
+            if first is not None:
+                owners[id(first)] = block.shortcut
+    return owners
 
 
 def find_units(model: nn.Module, pairing: str = "input") -> list[BinaryUnit]:
     """The model's units in forward order: each binary layer (any weight bits) with the activation
     (BinaryAct or QuantAct, any bits) just before it (``pairing="input"``, spec §3.2) or just after it
-    (``"output"``)."""
+    (``"output"``). The quantized shortcut of a :class:`bnn2hw.nn.ResidualBlock` joins the unit of the
+    block's first binary layer (``BinaryUnit.shortcut``): it freezes with that layer's weights."""
+    owners = _shortcut_owners(model)
+    shortcuts = {id(q) for q in owners.values()}
+    modules = [m for m in model.modules() if id(m) not in shortcuts]
     if pairing == "output":
         units = []
-        for module in model.modules():
+        for module in modules:
             if isinstance(module, BINARY_LAYERS):
                 units.append(BinaryUnit(len(units), module, None))
             elif isinstance(module, ACTIVATIONS):
@@ -148,18 +170,21 @@ def find_units(model: nn.Module, pairing: str = "input") -> list[BinaryUnit]:
                     units[-1].act = module
                 else:
                     units.append(BinaryUnit(len(units), None, module))
-        return units
-    units, pending = [], None
-    for module in model.modules():
-        if isinstance(module, ACTIVATIONS):
-            if pending is not None:  # two activations in a row: the first is a unit of its own
-                units.append(BinaryUnit(len(units), None, pending))
-            pending = module
-        elif isinstance(module, BINARY_LAYERS):
-            units.append(BinaryUnit(len(units), module, pending))
-            pending = None
-    if pending is not None:
-        units.append(BinaryUnit(len(units), None, pending))
+    else:
+        units, pending = [], None
+        for module in modules:
+            if isinstance(module, ACTIVATIONS):
+                if pending is not None:  # two activations in a row: the first is a unit of its own
+                    units.append(BinaryUnit(len(units), None, pending))
+                pending = module
+            elif isinstance(module, BINARY_LAYERS):
+                units.append(BinaryUnit(len(units), module, pending))
+                pending = None
+        if pending is not None:
+            units.append(BinaryUnit(len(units), None, pending))
+    for unit in units:
+        if unit.layer is not None:
+            unit.shortcut = owners.get(id(unit.layer))
     return units
 
 
@@ -199,7 +224,9 @@ class Binarizer:
                     unit.scale = nn.Parameter(torch.tensor(0.5 * torch.log(torch.tensor(2.0 / fan_in)).item()))
                 unit.layer.quantizer = self._weight_quantizer(unit)
             if unit.act is not None and config.binarize_activations:
-                unit.act.quantizer = self._act_quantizer(unit)
+                unit.act.quantizer = self._act_quantizer(unit, "act")
+            if unit.shortcut is not None and config.binarize_activations:
+                unit.shortcut.quantizer = self._act_quantizer(unit, "shortcut")
 
     # -- quantizers ---------------------------------------------------------------------------------
     def _check_surrogate(self) -> None:
@@ -209,7 +236,7 @@ class Binarizer:
             return  # pure StoMPP uses no surrogate
         for unit in self.units:
             modules = [] if unit.layer is None or cfg.latent_free else [unit.layer]
-            modules += [unit.act] if unit.act is not None and cfg.binarize_activations else []
+            modules += [a for a in (unit.act, unit.shortcut) if a is not None and cfg.binarize_activations]
             for m in modules:
                 if not is_sign(m):
                     raise TrainingConfigError(
@@ -231,9 +258,13 @@ class Binarizer:
             return q * unit.scale.exp() if unit.scale is not None else q
         return quantize
 
-    def _act_quantizer(self, unit: BinaryUnit):
+    def _act_quantizer(self, unit: BinaryUnit, which: str):
+        """The training quantizer of ``unit.act`` or ``unit.shortcut`` (``which``), whose mask is
+        ``unit.act_mask`` or ``unit.shortcut_mask``."""
         cfg = self.config
-        levels = None if is_sign(unit.act) else act_levels(unit.act)
+        act = getattr(unit, which)
+        mask_name = f"{which}_mask"
+        levels = None if is_sign(act) else act_levels(act)
 
         def q(x, frozen, method):
             if levels is not None:
@@ -243,9 +274,9 @@ class Binarizer:
         def quantize(x: torch.Tensor) -> torch.Tensor:
             if not self.masked:
                 return q(x, None, "ste")
-            if unit.act_mask is None:  # first forward: the activation's shape is known only now
-                unit.act_mask = self._grown(torch.zeros(x.shape[1:], dtype=torch.bool), unit, None)
-            return q(x, unit.act_mask.expand_as(x), cfg.method)
+            if getattr(unit, mask_name) is None:  # first forward: the activation's shape is known only now
+                setattr(unit, mask_name, self._grown(torch.zeros(x.shape[1:], dtype=torch.bool), unit, None))
+            return q(x, getattr(unit, mask_name).expand_as(x), cfg.method)
         return quantize
 
     # -- per-step work ------------------------------------------------------------------------------
@@ -283,12 +314,15 @@ class Binarizer:
             if unit.weight_mask is not None and not (f == 1.0 and bool(unit.weight_mask.all())):
                 mask = self._refreshed(unit.weight_mask, True) if refresh and inside else unit.weight_mask
                 unit.weight_mask = self._grown(mask, unit, unit.layer.weight)
-            if unit.act_mask is not None:
+            for name in ("act_mask", "shortcut_mask"):
+                act_mask = getattr(unit, name)
+                if act_mask is None:
+                    continue
                 if cfg.activation_masks == "per_batch":
-                    unit.act_mask = self._grown(torch.zeros_like(unit.act_mask), unit, None)
-                elif not (f == 1.0 and bool(unit.act_mask.all())):
-                    mask = self._refreshed(unit.act_mask, False) if refresh and inside else unit.act_mask
-                    unit.act_mask = self._grown(mask, unit, None)
+                    setattr(unit, name, self._grown(torch.zeros_like(act_mask), unit, None))
+                elif not (f == 1.0 and bool(act_mask.all())):
+                    mask = self._refreshed(act_mask, False) if refresh and inside else act_mask
+                    setattr(unit, name, self._grown(mask, unit, None))
 
     @contextlib.contextmanager
     def optimizer_step(self):
@@ -327,6 +361,8 @@ class Binarizer:
                 "weights": actual(unit.weight_mask, unit.layer is not None and not self.config.latent_free),
                 "activations": actual(unit.act_mask, unit.act is not None and self.config.binarize_activations),
             })
+            if unit.shortcut is not None:
+                rows[-1]["shortcut"] = actual(unit.shortcut_mask, self.config.binarize_activations)
         return rows
 
     def scale_parameters(self) -> list[nn.Parameter]:
@@ -338,7 +374,7 @@ class Binarizer:
         BatchNorm and everything else in eval mode."""
         was_training = self.model.training
         self.model.eval()
-        binarizing = [m for u in self.units for m in (u.layer, u.act) if m is not None]
+        binarizing = [m for u in self.units for m in (u.layer, u.act, u.shortcut) if m is not None]
         for m in binarizing:
             m.train()
         try:
@@ -349,6 +385,6 @@ class Binarizer:
     def detach(self) -> None:
         """Remove every quantizer: the layers fall back to their hard values (deploy network)."""
         for unit in self.units:
-            for m in (unit.layer, unit.act):
+            for m in (unit.layer, unit.act, unit.shortcut):
                 if m is not None and "quantizer" in vars(m):
                     del m.quantizer
