@@ -128,7 +128,8 @@ def board_section(build, names: list[str], directory: Path, cycles_per_frame: in
         "place_and_route": {"utilisation": {k: list(v) for k, v in pnr.utilisation.items()},
                             "fmax_mhz": fmax, "target_mhz": pnr.target_mhz, "timing_passed": pnr.passed,
                             "critical_path": pnr.critical_path.to_json() if pnr.critical_path else None,
-                            "options": {"yosys": build.synth_options, "nextpnr": list(build.pnr_options)}},
+                            "options": {"yosys": build.synth_options, "nextpnr": list(build.pnr_options),
+                                        "seeds_missed": [list(x) for x in build.seeds_missed]}},
         "frames_per_second": build.clock_mhz * 1e6 / cycles_per_frame,
         "seconds": build.seconds,
     }
@@ -210,7 +211,10 @@ def write_markdown(report: dict, path: Path) -> None:
         options = pnr.get("options")
         if options:
             lines += ["", f"Tool options: Yosys `{options['yosys'] or '(defaults)'}`, nextpnr "
-                          f"`{' '.join(options['nextpnr']) or '(defaults)'}` (docs/boards.md)."]
+                          f"`{' '.join(options['nextpnr']) or '(defaults)'}` (docs/boards.md)"
+                          + ("; placement seeds tried first: " + ", ".join(f"{s} ({mhz:.2f} MHz)" for s, mhz in
+                                                                             options["seeds_missed"])
+                             if options.get("seeds_missed") else "") + "."]
         lines += ["", "nextpnr's utilisation of the device (used / available):", ""]
         lines += [f"- {k}: {u:,} / {a:,}" for k, (u, a) in pnr["utilisation"].items() if u]
         if board.get("bridge_luts") is not None:

@@ -154,10 +154,11 @@ def test_unknown_board_lists_the_boards(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.synth("yosys", "nextpnr-ice40", "icepack", "nextpnr-ecp5", "ecppack")
-@pytest.mark.parametrize("board, clock_mhz", [("icebreaker", None), ("icebreaker", 48.0), ("ulx3s-85f", None)])
+@pytest.mark.parametrize("board, clock_mhz", [("icebreaker", None), ("icebreaker", 60.0), ("ulx3s-85f", None),
+                                              ("ulx3s-85f", 150.0)])
 def test_shipped_model_becomes_a_bitstream_with_the_tools_numbers(board, clock_mhz, tmp_path):
-    # --clock-mhz 48 on the iCEBreaker (a PLL from its 12 MHz oscillator) is issue 5's timing goal:
-    # the build fails unless nextpnr closes timing at the requested clock.
+    # --clock-mhz 60 on the iCEBreaker (a PLL from its 12 MHz oscillator) and 150 on the ULX3S are
+    # issue 17's timing goals: the build fails unless nextpnr closes timing at the requested clock.
     out = tmp_path / board
     clock = ["--clock-mhz", str(clock_mhz)] if clock_mhz else []
     result = run("compile", DIGITS, "--board", board, *clock, "--out", out)

@@ -28,6 +28,7 @@ class Board:
     # bnn2hw.synth.yosys.SYNTH_OPTIONS and bnn2hw.synth.nextpnr.PNR_OPTIONS; docs/boards.md).
     synth_options: str | None = None
     pnr_options: tuple[str, ...] | None = None
+    pnr_seeds: tuple[int, ...] | None = None      # None: bnn2hw.synth.nextpnr.PNR_SEEDS of the family
 
     def platform(self):
         """A fresh amaranth-boards platform object for this board."""

@@ -27,7 +27,7 @@ from amaranth.lib import io
 from ..errors import FitError, Bnn2hwError, ToolError
 from ..estimate.families import device_capacity
 from ..synth.ecp5_bram import absorb_output_registers
-from ..synth.nextpnr import PNR_OPTIONS, PnrResult, parse_nextpnr_log, parse_timing_report
+from ..synth.nextpnr import PNR_OPTIONS, PNR_SEEDS, PnrResult, parse_nextpnr_log, parse_timing_report
 from ..synth.tools import tool_environment
 from ..synth.yosys import SYNTH_OPTIONS, Resources, parse_stat, stat_module_names, synth_commands, tool_error_lines
 from .boards import Board
@@ -60,7 +60,8 @@ class BoardBuild:
     pnr: PnrResult
     seconds: dict                     # step → seconds
     synth_options: str = ""           # the synthesis options beyond the family's command (SYNTH_OPTIONS)
-    pnr_options: tuple = ()           # the nextpnr options beyond the device's (PNR_OPTIONS)
+    pnr_options: tuple = ()           # the nextpnr options beyond the device's (PNR_OPTIONS), with --seed
+    seeds_missed: tuple = ()          # (seed, Fmax MHz) of the seeds tried before the kept one (PNR_SEEDS)
 
 
 class BoardDesign(Elaboratable):
@@ -175,7 +176,7 @@ def _watch(directory: Path, board: Board, finished: threading.Event, on_step, pr
         t0 = now
 
 
-def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolError:
+def _failure(directory: Path, board: Board, stderr: str, keep: Path, missed: tuple = ()) -> ToolError:
     """The failed step and the tool's own error lines from its log; the build folder is copied to
     ``keep`` so the full logs survive the (all-or-nothing) output directory."""
     pnr_log = directory / f"{NAME}.tim"
@@ -193,6 +194,9 @@ def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolErro
             critical = parse_timing_report(report.read_text()) if report.is_file() else None
             if critical is not None:
                 extra.append(f"critical path: {critical.describe()}")
+            if missed:
+                extra.append("placement seeds tried before the last: " +
+                             ", ".join(f"{seed}: {mhz:.2f} MHz" for seed, mhz in missed))
     else:
         step, log = f"bitstream packing ({'icepack' if board.family == 'ice40' else 'ecppack'})", None
     text = log.read_text(errors="replace") if log is not None and log.is_file() else ""
@@ -240,20 +244,35 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     (directory / f"{NAME}.ys").write_text(synthesis_script(board))
     options = PNR_OPTIONS[board.family] if board.pnr_options is None else board.pnr_options
     synth_options = SYNTH_OPTIONS[board.family] if board.synth_options is None else board.synth_options
+    seeds = PNR_SEEDS[board.family] if board.pnr_seeds is None else board.pnr_seeds
     pnr = " ".join([lines["pnr"], "--report", REPORT, *options])
+
+    def step(line: str) -> None:
+        subprocess.run(["sh", "-c", f"{defaults}; {line}" if defaults else line], cwd=directory, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    missed, seed = [], seeds[0]
     try:
-        for line in (lines["yosys"], None, pnr, lines["pack"]):
-            if line is None:          # between Yosys and nextpnr: ECP5 block RAM output registers
-                if board.family == "ecp5":
-                    absorb_output_registers(directory / f"{NAME}.json")
-                continue
-            subprocess.run(["sh", "-c", f"{defaults}; {line}" if defaults else line], cwd=directory, env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        step(lines["yosys"])
+        if board.family == "ecp5":          # between Yosys and nextpnr: ECP5 block RAM output registers
+            absorb_output_registers(directory / f"{NAME}.json")
+        for k, seed in enumerate(seeds):
+            try:
+                step(f"{pnr} --seed {seed}")
+                break
+            except subprocess.CalledProcessError:
+                # nextpnr fails a missed clock (no --timing-allow-fail): try the next seed, if any
+                tim = directory / f"{NAME}.tim"
+                timing = parse_nextpnr_log(tim.read_text(errors="replace")) if tim.is_file() else None
+                if timing is None or timing.passed is not False or k + 1 == len(seeds):
+                    raise
+                missed.append((seed, timing.fmax))
+        step(lines["pack"])
     except subprocess.CalledProcessError as e:
         done.set()
         watcher.join()
         raise _failure(directory, board, e.stderr or "", Path(failed_logs) if failed_logs else
-                       directory.with_name(directory.name + ".failed")) from None
+                       directory.with_name(directory.name + ".failed"), tuple(missed)) from None
     done.set()
     watcher.join()
     bitstream = directory / f"{NAME}.{board.bitstream}"
@@ -266,4 +285,5 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
         pnr = dataclasses.replace(pnr, critical_path=parse_timing_report(report.read_text()))
     return BoardBuild(board=board, directory=directory, bitstream=bitstream, clock_mhz=clock, pll=pll, baud=baud,
                       synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds,
-                      synth_options=synth_options, pnr_options=tuple(options))
+                      synth_options=synth_options, pnr_options=(*options, "--seed", str(seed)),
+                      seeds_missed=tuple(missed))

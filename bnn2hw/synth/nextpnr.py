@@ -26,12 +26,20 @@ from ..errors import ToolError
 from .yosys import run_tool, tool_error_lines
 
 __all__ = ["PnrResult", "CriticalPath", "place_and_route", "parse_nextpnr_log", "parse_timing_report",
-           "PNR_FAMILIES", "PNR_OPTIONS"]
+           "PNR_FAMILIES", "PNR_OPTIONS", "PNR_SEEDS"]
 
 PNR_FAMILIES = ("ice40", "ecp5")
 #: Extra nextpnr options per family, chosen by measurement on bnn2hw's designs (docs/benchmarks.md,
 #: "Timing closure (issue 17)"); board builds and the out-of-context runs both use them.
-PNR_OPTIONS: dict[str, tuple[str, ...]] = {"ice40": (), "ecp5": ()}
+#: iCE40: a stronger timing weight in the analytic placer (nextpnr's defaults are 10 and 2): the digits
+#: model's iCEBreaker build at 60 MHz asked reached 60.93 / 61.79 / 57.91 MHz over seeds 1-3 with it,
+#: 53.56 / 59.79 / 53.57 with the defaults (routing was 75 % of the critical paths).
+PNR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ice40": ("--placer-heap-timingweight", "40", "--placer-heap-critexp", "6"), "ecp5": ()}
+#: Placement seeds a board build tries, in order, until one meets the design clock (the first that does
+#: is kept; with none, the build fails naming each seed's Fmax). On the UP5K at 60 MHz the seed moves
+#: Fmax by +-4 MHz (docs/benchmarks.md), more than any one of the last register changes did.
+PNR_SEEDS: dict[str, tuple[int, ...]] = {"ice40": (1, 2, 3, 4), "ecp5": (1, 2)}
 #: nextpnr's generated suffixes of a cell name (packed LUTs, flip-flops, carries), cut to name a signal.
 _CELL_SUFFIX = re.compile(r"_(?:TRELLIS_|SB_|LUT4|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD|DFF|ICESTORM|CARRY)")
 
@@ -82,6 +90,8 @@ def parse_timing_report(text: str) -> CriticalPath | None:
     for prev, e in zip([None] + elems, elems):
         if e["type"] == "logic" and (prev is None or prev["type"] != "routing" or prev["delay"] > 0):
             levels += 1
+        if e["to"]["cell"].startswith("$nextpnr"):      # a cell nextpnr made (e.g. a carry-chain feed-in)
+            continue
         name = _signal_name(e["to"]["cell"])
         if not through or through[-1] != name:
             through.append(name)
