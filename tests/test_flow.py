@@ -19,6 +19,7 @@ from bnn2hw.errors import FoldingError
 from bnn2hw.estimate import estimate_resources, family
 from bnn2hw.flow import BuildConfig, DefaultFolding, FoldingFile, MaxLuts, TargetFps, build, compile_model
 from bnn2hw.flow import output as output_module
+from bnn2hw.hw.pe_array import pipeline_stages
 from bnn2hw.plan import GENERIC, plan_network
 from bnn2hw.testing import build_random_model, random_inputs, random_spec
 
@@ -80,7 +81,11 @@ def test_a_board_compile_estimates_the_network_inside_its_board_top(small_model)
     assert compiled.resources.luts == estimate_resources(inside, "ice40").luts < \
         estimate_resources(compiled.plan, "ice40").luts
     assert compiled.resources.family == "ice40" and compiled.estimate.clock_mhz == board.clock_mhz
-    assert all(p.pipeline == family("ice40").target.pipeline for p in compiled.params)
+    # the ice40 target's pipeline shape: a register every levels_per_stage tree levels (issue 17)
+    target = family("ice40").target
+    assert target.levels_per_stage and all(p.levels_per_stage == target.levels_per_stage and
+                                           p.pipeline == pipeline_stages(p.tree_levels, target.levels_per_stage)
+                                           for p in compiled.params)
 
 
 def test_an_out_that_is_a_symbolic_link_is_refused_and_nothing_moves(small_model, tmp_path):
