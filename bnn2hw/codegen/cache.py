@@ -43,7 +43,12 @@ def cache_dir() -> Path | None:
     configured = os.environ.get(CACHE_ENV)
     if configured is not None:
         return None if configured.strip().lower() in ("off", "0", "no", "false", "") else Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except RuntimeError:            # no home directory to be found: no cache
+            return None
     return Path(base) / "bnn2hw" / "verilog"
 
 
@@ -105,7 +110,7 @@ def store(key: str, text: str) -> None:
     data = text.encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".v")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         with os.fdopen(fd, "wb") as f:
             f.write(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
         os.replace(tmp, path)
