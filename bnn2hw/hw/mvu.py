@@ -450,8 +450,14 @@ class MatrixVectorUnit(wiring.Component):
         if d.nbuf == 0:
             cur_buf = Signal(d.buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
             m.d.comb += cur_buf.eq(self.i.payload)
+        elif d.nbuf == 2:
+            # A named signal, not the Mux expression itself: Amaranth's domain lowering copies a shared
+            # expression once per use, so each of the SF word slices below would get its own copy of
+            # this whole buf_w-bit multiplexer (CNV: 794k of the netlist's 949k cell output bits).
+            cur_buf = Signal(d.buf_w, name="cur_buf")
+            m.d.comb += cur_buf.eq(Mux(d.rd_sel, d.bufs[1], d.bufs[0]))
         else:
-            cur_buf = Mux(d.rd_sel, d.bufs[1], d.bufs[0]) if d.nbuf == 2 else d.bufs[0]
+            cur_buf = d.bufs[0]
         with m.If(d.advance):
             m.d.sync += [d.s1_valid.eq(d.issue), d.s1_first.eq(d.sf_ctr == 0), d.s1_last.eq(d.last_sf),
                          d.s1_done.eq(d.issue & d.last_beat), d.s1_sf.eq(d.sf_ctr),
