@@ -14,10 +14,20 @@ how to install it; test bodies do not look for tools themselves.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Exported Verilog is cached by content (bnn2hw/codegen/cache.py); tests never read or fill the user's
+# cache, only one of their own for this run (pytest-xdist workers inherit it), removed at exit.
+if "BNN2HW_CACHE_DIR" not in os.environ:
+    os.environ["BNN2HW_CACHE_DIR"] = tempfile.mkdtemp(prefix="bnn2hw-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BNN2HW_CACHE_DIR"], ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent
 RTL_DIR = ROOT / "rtl_tests"

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import bnn2hw
 from bnn2hw.board.boards import get_board
 from bnn2hw.cli import cli
+from bnn2hw.codegen.cache import CACHE_ENV
 from bnn2hw.codegen.export import export_verilog
 from bnn2hw.codegen import build_network
 from bnn2hw.errors import FoldingError
@@ -54,7 +55,7 @@ def test_the_folding_source_is_one_choice():
         BuildConfig.folding_from(target_fps=1e5, max_luts=900)
 
 
-def test_a_boardless_report_states_its_target_and_describes_the_verilog_written(small_model, tmp_path):
+def test_a_boardless_report_states_its_target_and_describes_the_verilog_written(small_model, tmp_path, monkeypatch):
     model, x = small_model
     state = build(BuildConfig(model=model, out_dir=tmp_path / "out", inputs=x))
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -64,6 +65,8 @@ def test_a_boardless_report_states_its_target_and_describes_the_verilog_written(
     # the estimate is the generic plan's, and the generic plan's hardware is what verilog/ holds
     plan = plan_network(state.graph, report["estimate"]["target"])
     assert report["resources"]["luts"] == estimate_resources(plan, "xilinx").luts
+    # converted afresh, not read back from the export cache that the build just filled
+    monkeypatch.setenv(CACHE_ENV, "off")
     again = export_verilog(build_network(plan), tmp_path / "again", state.graph.input.bits)
     assert again.read_bytes() == (tmp_path / "out" / "verilog" / "bnn2hw_top.v").read_bytes()
     # and not the xilinx-7 board target's, which is another design

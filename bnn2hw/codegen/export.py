@@ -10,8 +10,9 @@ from amaranth.back import verilog
 
 from ..hw import Network
 from ..hw.board_top import BOARD_TOP_NAME, BoardTop
+from . import cache
 
-__all__ = ["TOP_NAME", "export_verilog", "export_board_verilog", "interface_description", "port_name"]
+__all__ = ["TOP_NAME", "export_verilog", "network_verilog", "export_board_verilog", "interface_description", "port_name"]
 
 TOP_NAME = "bnn2hw_top"
 
@@ -53,11 +54,26 @@ def interface_description(network: Network, pixel_bits: int) -> dict:
     }
 
 
+def network_verilog(network: Network) -> str:
+    """The Verilog text of ``network`` as module ``bnn2hw_top``, from the content-addressed cache
+    (codegen/cache.py) when the same stages were exported before by the same generator and tools."""
+    key = cache.design_key(network.stages, TOP_NAME, emit_src=False)
+    text = cache.lookup(key)
+    if text is None:
+        text = verilog.convert(network, name=TOP_NAME, emit_src=False)
+        cache.store(key, text)
+    else:
+        # Its Verilog is written, so it is used: the flag Amaranth's Fragment.get sets when it elaborates
+        # one (else an UnusedElaboratable warning is printed when the unelaborated network is collected).
+        network._MustUse__used = True
+    return text
+
+
 def export_verilog(network: Network, directory: str | Path, pixel_bits: int) -> Path:
     """Write ``directory/bnn2hw_top.v`` and ``directory/bnn2hw_top.json``; return the Verilog path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(network, name=TOP_NAME, emit_src=False)
+    text = network_verilog(network)
     path = directory / f"{TOP_NAME}.v"
     path.write_text(_LINT_HEADER + text + _LINT_FOOTER)
     (directory / f"{TOP_NAME}.json").write_text(json.dumps(interface_description(network, pixel_bits), indent=2) + "\n")

@@ -9,9 +9,10 @@ import numpy as np
 from ..ir import CODES, PIXELS
 from .packing import pack_bits
 
-__all__ = ["layer_accumulators"]
+__all__ = ["layer_accumulators", "xnor_popcount"]
 
 _CHUNK = 4096   # samples per block: bounds the (n, out) popcount intermediates
+_BLOCK_ELEMENTS = 1 << 18   # samples × outputs per block: the intermediates stay in cache
 
 
 def _signs(weight_bits: np.ndarray) -> np.ndarray:
@@ -36,13 +37,30 @@ def layer_accumulators(node, inputs: np.ndarray, in_bits: int) -> np.ndarray:
         if node.in_features * ((1 << in_bits) - 1) < 2 ** 52:
             return (q.astype(np.float64) @ _signs(node.weight_bits).T.astype(np.float64)).astype(np.int64)
         return q @ _signs(node.weight_bits).T
-    n_in = node.in_features
-    w = pack_bits(node.weight_bits)                       # (out, words)
-    x = pack_bits(inputs)                                 # (n, words)
-    mismatches = np.zeros((inputs.shape[0], node.out_features), dtype=np.int32)
-    for s in range(0, inputs.shape[0], _CHUNK):
-        block = mismatches[s:s + _CHUNK]
-        for k in range(w.shape[1]):                       # one (samples × outputs) XOR-popcount per word
-            block += np.bitwise_count(x[s:s + _CHUNK, k, None] ^ w[None, :, k])
-    acc = n_in - mismatches.astype(np.int64)              # popcount(XNOR) over the real inputs only
+    return xnor_popcount(pack_bits(inputs), pack_bits(node.weight_bits), node.in_features)
+
+
+def xnor_popcount(x: np.ndarray, w: np.ndarray, n_in: int) -> np.ndarray:
+    """popcount(XNOR) of packed rows ``x`` (n, words) against packed weights ``w`` (out, words), both
+    uint64 with zero bits beyond the ``n_in`` real ones (any layout, the same in both): (n, out) int64.
+
+    Mismatches are counted per word (XOR, then ``np.bitwise_count``) into uint16 (n_in < 2**16) or
+    int64 blocks, in place, so no (n, out) temporary is wider than the count needs."""
+    n, words = x.shape
+    out = w.shape[0]
+    acc = np.empty((n, out), dtype=np.int64)
+    dtype = np.uint16 if n_in < (1 << 16) else np.int64
+    rows = max(1, min(_CHUNK, _BLOCK_ELEMENTS // max(out, 1)))
+    xor = np.empty((rows, out), dtype=np.uint64)
+    count = np.empty((rows, out), dtype=np.uint8)
+    mismatches = np.empty((rows, out), dtype=dtype)
+    for s in range(0, n, rows):
+        m = min(rows, n - s)
+        mis = mismatches[:m]
+        mis[...] = 0
+        for k in range(words):                            # one (samples × outputs) XOR-popcount per word
+            np.bitwise_xor(x[s:s + m, k, None], w[None, :, k], out=xor[:m])
+            np.bitwise_count(xor[:m], out=count[:m])
+            mis += count[:m]
+        np.subtract(n_in, mis, out=acc[s:s + m], casting="unsafe")   # popcount(XNOR) over the real inputs
     return acc

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .accumulate import layer_accumulators
+from .accumulate import layer_accumulators, xnor_popcount
+from .packing import pack_bits
 
-__all__ = ["windows", "conv_accumulators", "pool_bits", "pad_code", "output_size"]
+__all__ = ["windows", "conv_accumulators", "packed_conv_accumulators", "pool_bits", "pad_code", "output_size"]
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -54,6 +55,34 @@ def conv_accumulators(node, win: np.ndarray, in_bits: int) -> np.ndarray:
     n, positions, k = win.shape
     acc = layer_accumulators(node, win.reshape(n * positions, k), in_bits)
     return acc.reshape(n, positions, -1)
+
+
+def packed_conv_accumulators(node, x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                             padding: tuple[int, int], code: int):
+    """popcount(XNOR) accumulators of a bits-input ``node`` on (n, H, W, C) 0/1 images, equal to
+    ``conv_accumulators(node, windows(x, …), …)``, in blocks of samples: yields (start, acc) with acc
+    (samples, positions, out) int64.
+
+    Each pixel's C channels are packed into words once, and a window is the concatenation of its taps'
+    words (the weights packed the same way, tap by tap), so no window is ever held bit by bit. The words
+    of a tap hold zeros beyond channel C in the image, the pad pixels and the weights alike, so the XOR
+    counts exactly the kh·kw·C real bits."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    wc = -(-c // 64)
+    pad_word = pack_bits(np.full(c, code, dtype=np.uint8))                       # (wc,)
+    padded = np.empty((n, h + 2 * ph, w + 2 * pw, wc), dtype=np.uint64)
+    padded[...] = pad_word
+    padded[:, ph:ph + h, pw:pw + w, :] = pack_bits(x)
+    weights = pack_bits(np.asarray(node.weight_bits).reshape(node.out_features, kh * kw, c))
+    weights = np.ascontiguousarray(weights.reshape(node.out_features, kh * kw * wc))
+    oh, ow = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
+    view = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :oh, :ow]
+    per_block = max(1, (1 << 16) // (oh * ow))              # samples per block: ~64k windows
+    for s in range(0, n, per_block):
+        block = view[s:s + per_block]                                            # (b, oh, ow, wc, kh, kw)
+        words = np.ascontiguousarray(block.transpose(0, 1, 2, 4, 5, 3)).reshape(-1, kh * kw * wc)
+        yield s, xnor_popcount(words, weights, node.in_features).reshape(len(block), oh * ow, -1)
 
 
 def pool_bits(bits: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], and_mask) -> np.ndarray:

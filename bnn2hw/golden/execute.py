@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputDataError
 from ..ir import BITS, CODES, Graph, InputThreshold, MaxPoolBits, ScoresDense, ThresholdConv, ThresholdDense
 from .accumulate import layer_accumulators
-from .conv import conv_accumulators, pool_bits, windows
+from .conv import conv_accumulators, packed_conv_accumulators, pool_bits, windows
 
 __all__ = ["run", "check_inputs", "GoldenResult", "LayerTrace", "layer_accumulators", "node_outputs",
            "channel_last", "threshold_outputs", "node_in_bits"]
@@ -90,8 +90,11 @@ def node_in_bits(node, pixel_bits: int) -> int:
     return node.in_bits if node.input_kind == CODES else pixel_bits
 
 
-def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order."""
+def node_outputs(node, data: np.ndarray, in_bits: int, keep_acc: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """One folded node on a flat batch: (accumulators or None, outputs), both flat (n, …) in raster order.
+
+    Convolutions run in blocks of samples; with ``keep_acc=False`` a threshold layer's accumulators are
+    not kept (returned as None), which saves their int64 memory where only the outputs are wanted."""
     n = data.shape[0]
     if isinstance(node, InputThreshold):
         return None, (data[..., None] >= node.thresholds).sum(axis=-1).astype(np.uint8)
@@ -100,12 +103,23 @@ def node_outputs(node, data: np.ndarray, in_bits: int) -> tuple[np.ndarray | Non
         return None, out.reshape(n, -1)
     if isinstance(node, ThresholdConv):
         win = node.window
-        acc = conv_accumulators(node, windows(data.reshape((n,) + win.in_shape), win.kernel, win.stride,
-                                              win.padding, win.pad_code), node_in_bits(node, in_bits))
-        return acc.reshape(n, -1), threshold_outputs(node, acc).reshape(n, -1)
+        images = data.reshape((n,) + win.in_shape)
+        if node.input_kind == BITS:
+            blocks = packed_conv_accumulators(node, images, win.kernel, win.stride, win.padding, win.pad_code)
+        else:
+            step = max(1, (1 << 16) // max(1, data.shape[1] // win.in_shape[-1]))
+            blocks = ((s, conv_accumulators(node, windows(images[s:s + step], win.kernel, win.stride, win.padding,
+                                                          win.pad_code), node_in_bits(node, in_bits)))
+                      for s in range(0, n, step))
+        accs, outs = [], []
+        for _, acc in blocks:
+            outs.append(threshold_outputs(node, acc).reshape(len(acc), -1))
+            if keep_acc:
+                accs.append(acc.reshape(len(acc), -1))
+        return (np.concatenate(accs) if keep_acc else None), np.concatenate(outs)
     acc = layer_accumulators(node, data, node_in_bits(node, in_bits))
     if isinstance(node, ThresholdDense):
-        return acc, threshold_outputs(node, acc)
+        return (acc if keep_acc else None), threshold_outputs(node, acc)
     raw = raw_scores(node, acc)
     return acc, raw * node.scale[None, :] + node.offset[None, :] if node.has_affine else raw
 
@@ -120,7 +134,7 @@ def run(graph: Graph, x, trace: bool = False) -> GoldenResult:
     traces = []
     in_bits = graph.input.bits
     for node in graph.nodes:
-        acc, data = node_outputs(node, data, in_bits)
+        acc, data = node_outputs(node, data, in_bits, keep_acc=trace)
         if trace:
             traces.append(LayerTrace(node.name, data if acc is None else acc, data))
     scores = data.astype(np.int64)

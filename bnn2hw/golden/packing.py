@@ -21,13 +21,16 @@ def words_for(n_bits: int) -> int:
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     """(..., N) array of 0/1 → (..., ceil(N/64)) uint64 words, element i at word i//64 bit i%64."""
-    bits = np.asarray(bits, dtype=np.uint8)
+    bits = np.asarray(bits)
+    if bits.dtype not in (np.uint8, np.bool_):
+        bits = bits.astype(np.uint8)
     n = bits.shape[-1]
     w = words_for(n)
-    padded = np.zeros(bits.shape[:-1] + (w * 64,), dtype=np.uint8)
-    padded[..., :n] = bits
-    as_bytes = np.packbits(padded.reshape(bits.shape[:-1] + (w * 8, 8)), axis=-1, bitorder="little")
-    return np.ascontiguousarray(as_bytes.reshape(bits.shape[:-1] + (w * 8,))).view("<u8")
+    as_bytes = np.packbits(bits, axis=-1, bitorder="little")       # (..., ceil(N/8)), zero-filled
+    if as_bytes.shape[-1] != w * 8:
+        as_bytes = np.concatenate(
+            [as_bytes, np.zeros(as_bytes.shape[:-1] + (w * 8 - as_bytes.shape[-1],), dtype=np.uint8)], axis=-1)
+    return np.ascontiguousarray(as_bytes).view("<u8")
 
 
 def unpack_bits(words: np.ndarray, n: int) -> np.ndarray:

@@ -560,8 +560,14 @@ class MatrixVectorUnit(wiring.Component):
         if nbuf == 0:
             d.cur_buf = Signal(d.buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
             m.d.comb += d.cur_buf.eq(self.i.payload)
+        elif nbuf == 2:
+            # A named signal, not the Mux expression itself: Amaranth's domain lowering copies a shared
+            # expression once per use, so each of the SF word slices would get its own copy of this
+            # whole buf_w-bit multiplexer (CNV: 794k of the netlist's 949k cell output bits).
+            d.cur_buf = Signal(d.buf_w, name="cur_buf")
+            m.d.comb += d.cur_buf.eq(Mux(d.rd_sel, d.bufs[1], d.bufs[0]))
         else:
-            d.cur_buf = Mux(d.rd_sel, d.bufs[1], d.bufs[0]) if nbuf == 2 else d.bufs[0]
+            d.cur_buf = d.bufs[0]
 
     def _first_stage(self, m: Module, d: _Datapath) -> None:
         """Stage 1: the ROM's data is here, beside registered copies of the issue stage's control and

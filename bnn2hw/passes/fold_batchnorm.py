@@ -459,7 +459,7 @@ def fold_batchnorm(graph: Graph, calibration=None, seed: int = 0) -> Graph:
             x = np.concatenate([np.asarray(calibration).reshape(len(calibration), -1).astype(np.int64), x])
         data = channel_last(graph, x)
         for node in folded:
-            data = node_outputs(node, data, bits)[1]
+            data = node_outputs(node, data, bits, keep_acc=False)[1]
         probe = ScoresDense(name=dense.name, position=dense.position, input_kind=kind, in_bits=node_bits,
                             weight_bits=(dense.weight > 0).astype(np.uint8),
                             weights=dense.weight.astype(np.int64) if kind == CODES else None)
