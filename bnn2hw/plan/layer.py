@@ -27,7 +27,18 @@ from .rom import (channel_fields, channel_rom, search_roms, search_thresholds, w
                   weight_rom)
 from .target import HardwareTarget
 
-__all__ = ["LayerPlan"]
+__all__ = ["LayerPlan", "Multiplier"]
+
+
+@dataclass(frozen=True)
+class Multiplier:
+    """``count`` multiplications of ``a_bits`` × ``b_bits`` bits with a ``product_bits``-bit product that
+    a unit's hardware builds (synthesis may put each in DSP cells): what the resource estimate counts."""
+    count: int
+    a_bits: int
+    b_bits: int
+    product_bits: int
+    what: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,6 +288,30 @@ class LayerPlan(UnitShape):
     def out_field_bits(self) -> int:
         """Bits per output channel: a score, or one output bit or code."""
         return self.score_width if self.scores else self.node.out_bits
+
+    # ---- multiplications ----
+    @property
+    def pixel_multiplier(self) -> bool:
+        """Whether the pixel lanes' D·(2·C − V) (D = 2^bits − 1) is a multiplier. It is not: the PE
+        array builds it as shifts and adds, (C << bits + 1) − (C << 1) and one of two constants D·V
+        (hw/pe_array.py; as a product, Yosys put it in an ECP5 DSP, 3.9 ns of a 12.4 ns path)."""
+        return False
+
+    @property
+    def multipliers(self) -> tuple[Multiplier, ...]:
+        """The multiplications this unit's hardware builds: an affine head's raw score × its class's
+        scale, one per PE (none with one common scale: a constant), and the pixel lanes' D·(2·C − V)
+        where :attr:`pixel_multiplier` says it is one. Binary and codes lanes build none."""
+        out = []
+        px = self.pe_pixel_bits
+        if self.pixel_multiplier and px >= 2 and not self.codes:
+            a, b = px + 1, self.simd.bit_length() + 2
+            out.append(Multiplier(self.pe, a, b, min(a + b, self.acc_width - 1),
+                                  f"the constant {(1 << px) - 1} × (2·C − V) of the pixel sums"))
+        if self.has_affine and self.common_scale is None:
+            out.append(Multiplier(self.pe, self.raw_width, self.scale_width, self.raw_width + self.scale_width,
+                                  "raw score × scale of the affine head"))
+        return tuple(out)
 
     # ---- ROMs ----
     @property
