@@ -72,6 +72,27 @@ def test_same_seed_same_model(tmp_path):
     (["--surrogate", "tanh"], "unknown surrogate"),
     (["--optimizer", "lion"], "unknown optimizer"),
     (["--order", "sideways"], "unknown order"),
+    # issue 14's options
+    (["--dataset", "mnist2d"], "unknown data set 'mnist2d'"),
+    (["--residual", "real,4"], "--residual) must be none, real"),
+    (["--unit-steps", "-3"], "steps per unit must be 0"),
+    (["--window-start", "0.9", "--window-end", "0.9"], "start < end"),
+    (["--window-end", "1.5"], "start < end"),
+    (["--overlap", "1"], "overlap"),
+    (["--processes", "-1"], "--processes) must be at least 1"),
+    (["--validation", "1"], "--validation) must be 0"),
+    (["--dtype", "float16"], "unknown training precision"),
+    (["--lr", "0"], "learning rate must be positive"),
+    # multi-bit options (issue 15), on a model with two hidden layers
+    (["--hidden", "8,8", "--epochs", "1", "--act-bits", "0"], "--act-bits must be a number of bits from 1 to 8"),
+    (["--hidden", "8,8", "--epochs", "1", "--act-bits", "two"], "--act-bits must be"),
+    (["--hidden", "8,8", "--epochs", "1", "--weight-bits", "9"], "--weight-bits must be"),
+    (["--hidden", "8,8", "--epochs", "1", "--weight-bits", "2,,2"], "--weight-bits must be"),
+    (["--hidden", "8,8", "--epochs", "1", "--act-bits", "2,2,2"], "list has 3 entries, but the model has 2 hidden activations"),
+    (["--hidden", "8,8", "--epochs", "1", "--weight-bits", "2,2"], "the model has 3 weight layers"),
+    (["--hidden", "8,8", "--epochs", "1", "--optimizer", "kbop", "--weight-bits", "2"], "--optimizer kbop flips ±1 weights"),
+    (["--hidden", "8,8", "--epochs", "1", "--method", "ste", "--surrogate", "approxsign", "--act-bits", "2"], "approxsign surrogate is a derivative"),
+    (["--hidden", "8,8", "--epochs", "1", "--net", "bwn", "--act-bits", "2"], "--net bwn keeps real activations"),
 ])
 def test_bad_input_is_one_sentence_and_a_nonzero_exit(tmp_path, args, words):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
