@@ -136,7 +136,7 @@ def _field_width(fields: np.ndarray, width: int) -> int:
 def _pipeline_ffs(layer: LayerPlan) -> int:
     """Flip-flops of the PE array's pipeline (hw/pe_array.py) and of the control that travels beside it."""
     target = layer.target
-    stages = target.pipeline
+    stages = layer.pipeline
     if not stages:
         return 0
     cuts, out_regs = layer.pipeline_cuts
@@ -163,7 +163,7 @@ def _pipeline_ffs(layer: LayerPlan) -> int:
 def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
     """A compute layer's matrix-vector unit as its plan builds it."""
     lane, word_w, in_bits = layer.lane_bits, layer.word_bits, layer.in_bits
-    px, acc_w, nbuf = layer.pe_pixel_bits, layer.acc_width, layer.target.input_buffers
+    px, acc_w, nbuf = layer.pe_pixel_bits, layer.acc_width, layer.input_buffers
     f = dict.fromkeys(COST_MODELS[family], 0.0)
     lanes = layer.lanes
     planes = layer.weight_precision
@@ -229,8 +229,26 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
     ffs = (nbuf * in_bits + 4 + 2 * (_bits(layer.sf) + _bits(layer.nf)) + _bits(layer.cycles) + 3 + word_w + ring
            + layer.pe * acc_w + (layer.nf - 1) * layer.pe * field_w + slots * (entry_w + 1) + _bits(slots + 1)
            + sum(mem.ffs for mem in memories) + _pipeline_ffs(layer)
-           + search * (layer.pe * (acc_w + search) + 3 + _bits(layer.nf)))    # binary-search stages
+           + search * (layer.pe * (acc_w + search) + 3 + _bits(layer.nf))     # binary-search stages
+           + _register_stage_ffs(layer, memories, field_w, entry_w))
     return _unit(layer.name, "mvu", f, family, ffs, memories, dsp, note)
+
+
+def _register_stage_ffs(layer: LayerPlan, memories, field_w: int, entry_w: int) -> int:
+    """Flip-flops of the target's register stages outside the PE trees (hw/mvu.py): ``rom_registers``
+    copies of every ROM's read data with the SIMD word and four control flags beside them, the
+    comparator (or affine score) register, and the pipelined class tournament's stages, each carrying
+    the frame, its flag and the candidates left."""
+    regs = layer.target.rom_registers
+    ffs = regs * (layer.word_bits + 4 + sum(mem.width for mem in memories))
+    if layer.compare_register:
+        ffs += layer.pe * (layer.score_width if layer.scores else field_w) + 2
+    left = layer.n_out
+    for _ in range(layer.class_stages):
+        for _ in range(layer.class_levels_per_stage):
+            left = -(-left // 2)
+        ffs += entry_w - (layer.class_width if left == 1 else 0) + 1 + left * (layer.score_width + layer.class_width)
+    return ffs
 
 
 def _unit(name, kind, f, family, ffs, memories, dsp=0, note="") -> UnitEstimate:

@@ -28,7 +28,7 @@ from ..hw.board_top import BoardTop
 from ..io import load
 from ..ir import Dense, Graph, InputThreshold
 from ..passes import apply_folding, fold_batchnorm, load_folding_file
-from ..plan import NetworkPlan, plan_network
+from ..plan import HardwareTarget, NetworkPlan, plan_network
 from ..reference import torch_forward
 from ..report import board_section, folding_file_dict, report_dict, write_chart, write_markdown
 from ..sim.run import simulate_compiled
@@ -197,17 +197,23 @@ def _as_overrides(fold: dict) -> dict:
     return {name: {"pe": f.pe, "simd": f.simd} for name, f in fold.items()}
 
 
+def _fold_target(cfg: BuildConfig) -> HardwareTarget | None:
+    """The units' shape the automatic folding costs: the board's (at its clock) when the estimate is
+    the board family's, else the estimate family's own (None)."""
+    return cfg.target if cfg.board is not None and cfg.estimate_family == cfg.board.family else None
+
+
 def choose_folding(state: BuildState) -> None:
     """PE and SIMD per layer from the configuration's one folding source."""
     cfg, source = state.config, state.config.folding
     if isinstance(source, FoldingFile):
         state.overrides = load_folding_file(source.path)
     elif isinstance(source, TargetFps):
-        fold = fold_for_fps(state.graph, source.fps, cfg.design_clock_mhz, cfg.estimate_family)
+        fold = fold_for_fps(state.graph, source.fps, cfg.design_clock_mhz, cfg.estimate_family, _fold_target(cfg))
         state.overrides = _as_overrides(fold)
         state.note(target_fps=source.fps, clock_mhz=cfg.design_clock_mhz)
     elif isinstance(source, MaxLuts):
-        state.overrides = _as_overrides(fold_for_budget(state.graph, source.luts, cfg.estimate_family))
+        state.overrides = _as_overrides(fold_for_budget(state.graph, source.luts, cfg.estimate_family, _fold_target(cfg)))
         state.note(max_luts=source.luts, family=cfg.estimate_family)
     state.graph = apply_folding(state.graph, state.overrides, cfg.lane_budget)
 
@@ -228,7 +234,8 @@ def fit_board(state: BuildState) -> None:
         if not isinstance(state.config.folding, DefaultFolding):
             raise
         t0 = time.perf_counter()
-        fold = refold_to_fit(state.graph, board.family, capacity, device=board.device, class_index=False)
+        fold = refold_to_fit(state.graph, board.family, capacity, device=board.device, class_index=False,
+                             hw_target=state.config.target)
         state.progress(f"re-fold to fit the {board.device}", time.perf_counter() - t0)
         state.graph = apply_folding(state.graph, _as_overrides(fold))
         warnings = fit_check(_board_plan(state), board.family, capacity, device=board.device)
