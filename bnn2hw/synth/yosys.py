@@ -335,7 +335,7 @@ def synthesize(verilog_path: str | Path, family: str, workdir: str | Path, *, to
                dsp: bool = True, timeout: float | None = None, options: str | None = None) -> SynthResult:
     """Synthesise ``verilog_path`` for ``family`` ("xilinx": xc7, "ice40", "ecp5") with Yosys in ``workdir``.
 
-    ``verilog_path`` is Verilog, or RTLIL if it ends in ``.il`` (codegen.export.export_rtlil: Yosys then
+    ``verilog_path`` is Verilog, or RTLIL if it ends in ``.il`` (Amaranth's ``rtlil.convert``: Yosys then
     skips parsing Verilog, which was half of CNV's 37-minute synth_ecp5). Files written in ``workdir``
     (the input is copied there if it is elsewhere; YoWASP sees only that folder): ``synth_<family>.log``,
     ``stat_<family>.txt`` and ``stat_<family>.json``, and with ``write_json`` the netlist
