@@ -20,7 +20,7 @@ from .. import golden
 from ..board.build import build_board, capacity_for_network
 from ..codegen.export import export_verilog
 from ..errors import FitError, FoldingError, ModelFileError, SimulationError
-from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, fit_check,
+from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, family, fit_check,
                         fold_for_budget, fold_for_fps, refold_to_fit)
 from ..frontend import QonnxModel, import_model, import_qonnx, load_qonnx
 from ..hw import Network
@@ -225,7 +225,22 @@ def _board_plan(state: BuildState) -> NetworkPlan:
 
 def fit_board(state: BuildState) -> None:
     """On a board, the design must fit: a default folding that does not is re-folded to the fastest
-    that does (by the estimate); a folding that was asked for stops here with the FitError."""
+    that does (by the estimate); a folding that was asked for stops here with the FitError. Where the
+    clock chose the family's pipelined units and a lower one would choose its compact units, the
+    error says so."""
+    try:
+        _fit_board(state)
+    except FitError as e:
+        cfg = state.config
+        fam = family(cfg.board.family)
+        if fam.compact is None or cfg.target is fam.compact:
+            raise
+        raise FitError(f"{e}; or ask for --clock-mhz {fam.compact_max_mhz:g} or less, where the units are "
+                       f"built without most pipeline registers ({fam.compact.name}, docs/boards.md)",
+                       e.resource, e.need, e.capacity) from None
+
+
+def _fit_board(state: BuildState) -> None:
     board = state.config.board
     capacity = capacity_for_network(board, state.graph)
     try:
