@@ -231,8 +231,10 @@ class MVUParams(UnitShape):
             raise ValueError(f"input_buffers must be 0, 1 or 2, not {p.input_buffers!r}")
         if p.lut_inputs not in (4, 5, 6):
             raise ValueError(f"lut_inputs must be 4, 5 or 6, not {p.lut_inputs!r}")
-        if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 8:
-            raise ValueError(f"pipeline must be 0..8 register stages, not {p.pipeline!r}")
+        # A target that cuts every N tree levels gives a unit as many stages as its trees need: a
+        # 1,024-lane 8-bit tree cut after every level is about 20 (the bound only catches nonsense).
+        if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 32:
+            raise ValueError(f"pipeline must be 0..32 register stages, not {p.pipeline!r}")
         for name in ("rom_style", "const_rom_style"):
             if getattr(p, name) not in ROM_STYLES:
                 raise ValueError(f"{name} must be one of {ROM_STYLES}, not {getattr(p, name)!r}")
