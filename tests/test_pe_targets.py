@@ -20,7 +20,7 @@ from bnn2hw import golden
 from bnn2hw.codegen import build_network
 from bnn2hw.frontend import import_model
 from bnn2hw.hw import Network
-from bnn2hw.hw.pe_array import PEArray, cut_levels
+from bnn2hw.hw.pe_array import PEArray, cut_levels, pipeline_stages
 from bnn2hw.passes import apply_folding, fold_batchnorm
 from bnn2hw.plan import ECP5, GENERIC, ICE40_UP5K, XILINX_7, HardwareTarget, plan_network
 from bnn2hw.sim.amaranth_sim import measured_timing, run_network
@@ -63,7 +63,8 @@ def test_pipeline_adds_latency_not_interval(name):
     spec, graph = dense_graph(DENSE_SEEDS[0])
     target = TARGETS[name]
     params = [layer.mvu for layer in plan_network(graph, target).layers]
-    assert all(p.pipeline == target.pipeline for p in params)
+    every = target.levels_per_stage
+    assert all(p.pipeline == (pipeline_stages(p.tree_levels, every) if every else target.pipeline) for p in params)
     x = random_inputs(spec, n=5, seed=7)
     result = run_network(Network(params), x, spec.input_bits)
     assert measured_timing(result) == (max(p.cycles for p in params), sum(p.latency_cycles for p in params))
@@ -179,6 +180,16 @@ def test_cut_levels_place_every_stage(stages, levels):
         assert at_output >= 1            # the output register is always there
     if stages >= 2 and levels >= 2:
         assert 1 in cuts                 # the second stage goes after the XNOR level
+
+
+@pytest.mark.parametrize("levels", range(0, 12))
+@pytest.mark.parametrize("every", range(1, 5))
+def test_levels_per_stage_bounds_every_stage(levels, every):
+    stages = pipeline_stages(levels, every)
+    cuts, at_output = cut_levels(stages, levels, every)
+    assert at_output == 1 and len(cuts) == stages - 1
+    bounds = [0, *sorted(cuts), max(levels, 1)]
+    assert all(0 < b - a <= every for a, b in zip(bounds, bounds[1:]))     # no stage holds more than `every`
 
 
 def test_targets_set_rom_styles_by_size():

@@ -15,6 +15,7 @@ import pytest
 
 from bnn2hw.errors import Bnn2hwError, ToolError, ToolNotFoundError
 from bnn2hw.synth import find_tool, parse_nextpnr_log, parse_stat, tool_environment
+from bnn2hw.synth.nextpnr import parse_timing_report
 from bnn2hw.synth.yosys import ECP5_CCU2_LUTS, ECP5_DPR_LUTS, XILINX_LUTRAM, design_ports, ooc_wrapper_verilog
 
 DATA = Path(__file__).parent / "data" / "synth"
@@ -156,6 +157,24 @@ def test_nextpnr_utilisation_table(name):
     # the out-of-context wrapper needs three pins
     io = "SB_IO" if "ice40" in name else "TRELLIS_IO"
     assert r.utilisation[io][0] == 3
+
+
+def test_timing_report_names_the_critical_path():
+    text = read("timing_ecp5_board.json")
+    data = json.loads(text)
+    c = parse_timing_report(text)
+    [clock] = data["fmax"]
+    [path] = [p["path"] for p in data["critical_paths"] if p["from"].endswith(clock) and p["to"].endswith(clock)]
+    assert c.clock == clock
+    assert c.delay_ns == pytest.approx(sum(e["delay"] for e in path))
+    assert c.routing_ns == pytest.approx(sum(e["delay"] for e in path if e["type"] == "routing"))
+    assert 1 / c.delay_ns * 1e3 == pytest.approx(data["fmax"][clock]["achieved"], rel=0.02)
+    # start and end: the signals of the first and last cells, without nextpnr's cell suffixes
+    assert path[0]["from"]["cell"].startswith(c.source + "_") and path[-1]["to"]["cell"].startswith(c.sink + "_")
+    assert c.through[0] == c.source and c.through[-1] == c.sink
+    assert not any("nextpnr" in name for name in c.through)       # cells nextpnr made are left out
+    assert c.describe().startswith(f"{c.source} → {c.sink}: {c.delay_ns:.2f} ns")
+    assert parse_timing_report(json.dumps({"fmax": {}, "critical_paths": []})) is None
 
 
 def test_nextpnr_log_without_results():

@@ -24,6 +24,11 @@ class Board:
     # one LUT4 and one flip-flop, and the registers of the stream take about as many cells as the
     # logic, so its default is a quarter of the generic 256.
     lane_budget: int = 256
+    # Tool options of the board's builds beyond bnn2hw's defaults for its family (None: those defaults,
+    # bnn2hw.synth.yosys.SYNTH_OPTIONS and bnn2hw.synth.nextpnr.PNR_OPTIONS; docs/boards.md).
+    synth_options: str | None = None
+    pnr_options: tuple[str, ...] | None = None
+    pnr_seeds: tuple[int, ...] | None = None      # None: bnn2hw.synth.nextpnr.PNR_SEEDS of the family
 
     def platform(self):
         """A fresh amaranth-boards platform object for this board."""

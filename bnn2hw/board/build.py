@@ -10,6 +10,7 @@ placed, synthesised with its hierarchy kept so that every layer is counted on it
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -25,9 +26,10 @@ from amaranth.lib import io
 
 from ..errors import FitError, Bnn2hwError, ToolError
 from ..estimate.families import device_capacity
-from ..synth.nextpnr import PnrResult, parse_nextpnr_log
+from ..synth.ecp5_bram import absorb_output_registers
+from ..synth.nextpnr import PNR_OPTIONS, PNR_SEEDS, PnrResult, parse_nextpnr_log, parse_timing_report
 from ..synth.tools import tool_environment
-from ..synth.yosys import Resources, parse_stat, stat_module_names, tool_error_lines
+from ..synth.yosys import SYNTH_OPTIONS, Resources, parse_stat, stat_module_names, synth_commands, tool_error_lines
 from .boards import Board
 from .pll import PLLClockDomain, PLLSettings, pll_settings
 
@@ -37,6 +39,8 @@ __all__ = ["BoardBuild", "BoardDesign", "build_board", "yosys_overrides", "DEFAU
 DEFAULT_BAUD = 115_200
 #: Base name of every file of the build (amaranth-boards' ``name``).
 NAME = "top"
+#: nextpnr's timing report (``--report``): the critical path of report.md comes from it.
+REPORT = f"{NAME}_timing.json"
 
 #: Build steps, each with the file that shows it has finished (the next tool's output or log).
 _STEPS = ("synthesis (yosys)", "place and route (nextpnr)", "bitstream (pack)")
@@ -55,6 +59,9 @@ class BoardBuild:
     modules: dict                     # hierarchical module name → Resources (hierarchy-preserving run)
     pnr: PnrResult
     seconds: dict                     # step → seconds
+    synth_options: str = ""           # the synthesis options beyond the family's command (SYNTH_OPTIONS)
+    pnr_options: tuple = ()           # the nextpnr options beyond the device's (PNR_OPTIONS), with --seed
+    seeds_missed: tuple = ()          # (seed, Fmax MHz) of the seeds tried before the kept one (PNR_SEEDS)
 
 
 class BoardDesign(Elaboratable):
@@ -128,6 +135,28 @@ def yosys_overrides(board: Board) -> dict:
             "script_after_synth": f"tee -q -o {NAME}.stat stat"}
 
 
+def synthesis_script(board: Board) -> str:
+    """The Yosys script of a board build (it replaces Amaranth's ``top.ys``): the RTLIL Amaranth wrote,
+    :func:`bnn2hw.synth.yosys.synth_commands` with the hierarchy kept and the board's options, the
+    ``stat`` report, the netlist."""
+    commands = synth_commands(board.family, NAME, flatten=False, dsp=board.device.startswith("iCE40UP"),
+                              options=board.synth_options)
+    return "\n".join([f"read_rtlil {NAME}.il", *commands, f"tee -q -o {NAME}.stat stat", f"write_json {NAME}.json"]) + "\n"
+
+
+def _tool_lines(script: str) -> dict:
+    """The synthesis, place-and-route and pack command lines of Amaranth's build script."""
+    found = {}
+    for line in script.splitlines():
+        for key, var in (("yosys", '"$YOSYS"'), ("pnr", '"$NEXTPNR_'), ("pack", ('"$ICEPACK"', '"$ECPPACK"'))):
+            if line.startswith(var):
+                found[key] = line
+    missing = {"yosys", "pnr", "pack"} - set(found)
+    if missing:
+        raise ToolError(f"Amaranth's build script has no {', '.join(sorted(missing))} step", [script[-500:]])
+    return found
+
+
 def _watch(directory: Path, board: Board, finished: threading.Event, on_step, progress, seconds: dict) -> None:
     """Report each step as the file that ends it appears: nextpnr's log (synthesis is done), the
     text bitstream nextpnr writes at its end (placement is done), then the end of the script."""
@@ -147,12 +176,12 @@ def _watch(directory: Path, board: Board, finished: threading.Event, on_step, pr
         t0 = now
 
 
-def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolError:
+def _failure(directory: Path, board: Board, stderr: str, keep: Path, missed: tuple = ()) -> ToolError:
     """The failed step and the tool's own error lines from its log; the build folder is copied to
     ``keep`` so the full logs survive the (all-or-nothing) output directory."""
     pnr_log = directory / f"{NAME}.tim"
     pnr_text = pnr_log.read_text(errors="replace") if pnr_log.is_file() else ""
-    headline = None
+    headline, extra = None, []
     if not pnr_log.is_file():
         step, log = "synthesis (yosys)", directory / f"{NAME}.rpt"
     elif tool_error_lines(pnr_text) or not (directory / f"{NAME}.{'asc' if board.family == 'ice40' else 'config'}").is_file():
@@ -161,10 +190,18 @@ def _failure(directory: Path, board: Board, stderr: str, keep: Path) -> ToolErro
         if timing.passed is False:
             headline = (f"the {board.name} design misses timing: nextpnr-{board.family} reaches {timing.fmax:.1f} MHz, "
                         f"below the {timing.target_mhz:g} MHz design clock; ask for a lower --clock-mhz")
+            report = directory / REPORT
+            critical = parse_timing_report(report.read_text()) if report.is_file() else None
+            if critical is not None:
+                extra.append(f"critical path: {critical.describe()}")
+            if missed:
+                extra.append("placement seeds tried before the last: " +
+                             ", ".join(f"{seed}: {mhz:.2f} MHz" for seed, mhz in missed))
     else:
         step, log = f"bitstream packing ({'icepack' if board.family == 'ice40' else 'ecppack'})", None
     text = log.read_text(errors="replace") if log is not None and log.is_file() else ""
     lines = tool_error_lines(text) or tool_error_lines(stderr) or (text or stderr).strip().splitlines()[-8:]
+    lines = lines + extra
     if keep.exists():
         shutil.rmtree(keep)
     shutil.copytree(directory, keep)
@@ -201,14 +238,41 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     done = threading.Event()
     watcher = threading.Thread(target=_watch, args=(directory, board, done, on_step, progress, seconds), daemon=True)
     watcher.start()
-    try:
-        subprocess.run(["sh", f"build_{NAME}.sh"], cwd=directory, env=env, check=True,
+    script = (directory / f"build_{NAME}.sh").read_text()
+    lines = _tool_lines(script)
+    defaults = "; ".join(line for line in script.splitlines() if line.startswith(": ${"))   # ': ${YOSYS:=yosys}'
+    (directory / f"{NAME}.ys").write_text(synthesis_script(board))
+    options = PNR_OPTIONS[board.family] if board.pnr_options is None else board.pnr_options
+    synth_options = SYNTH_OPTIONS[board.family] if board.synth_options is None else board.synth_options
+    seeds = PNR_SEEDS[board.family] if board.pnr_seeds is None else board.pnr_seeds
+    pnr = " ".join([lines["pnr"], "--report", REPORT, *options])
+
+    def step(line: str) -> None:
+        subprocess.run(["sh", "-c", f"{defaults}; {line}" if defaults else line], cwd=directory, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    missed, seed = [], seeds[0]
+    try:
+        step(lines["yosys"])
+        if board.family == "ecp5":          # between Yosys and nextpnr: ECP5 block RAM output registers
+            absorb_output_registers(directory / f"{NAME}.json")
+        for k, seed in enumerate(seeds):
+            try:
+                step(f"{pnr} --seed {seed}")
+                break
+            except subprocess.CalledProcessError:
+                # nextpnr fails a missed clock (no --timing-allow-fail): try the next seed, if any
+                tim = directory / f"{NAME}.tim"
+                timing = parse_nextpnr_log(tim.read_text(errors="replace")) if tim.is_file() else None
+                if timing is None or timing.passed is not False or k + 1 == len(seeds):
+                    raise
+                missed.append((seed, timing.fmax))
+        step(lines["pack"])
     except subprocess.CalledProcessError as e:
         done.set()
         watcher.join()
         raise _failure(directory, board, e.stderr or "", Path(failed_logs) if failed_logs else
-                       directory.with_name(directory.name + ".failed")) from None
+                       directory.with_name(directory.name + ".failed"), tuple(missed)) from None
     done.set()
     watcher.join()
     bitstream = directory / f"{NAME}.{board.bitstream}"
@@ -216,5 +280,10 @@ def build_board(stages, board: Board, directory: str | Path, *, clock_mhz: float
     synthesis = parse_stat(stat, board.family)
     modules = {name: parse_stat(stat, board.family, name) for name in stat_module_names(stat)}
     pnr = parse_nextpnr_log((directory / f"{NAME}.tim").read_text(errors="replace"))
+    report = directory / REPORT
+    if report.is_file():
+        pnr = dataclasses.replace(pnr, critical_path=parse_timing_report(report.read_text()))
     return BoardBuild(board=board, directory=directory, bitstream=bitstream, clock_mhz=clock, pll=pll, baud=baud,
-                      synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds)
+                      synthesis=synthesis, modules=modules, pnr=pnr, seconds=seconds,
+                      synth_options=synth_options, pnr_options=(*options, "--seed", str(seed)),
+                      seeds_missed=tuple(missed))

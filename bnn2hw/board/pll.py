@@ -110,8 +110,18 @@ class PLLClockDomain(Elaboratable):
             m.d.pll_por += count.eq(0)
         with m.Elif(count != delay):
             m.d.pll_por += count.eq(count + 1)
-        # A flip-flop, not the comparator itself: the reset reaches every register with an enable.
-        in_reset = Signal(init=1)
+        # A flip-flop, not the comparator itself: the reset reaches every register with an enable. Its
+        # initial value is 0 (out of reset for the first cycle after configuration, when every register
+        # holds its initial value anyway): an iCE40 flip-flop starts at 0, and an initial 1 costs an
+        # inverter LUT between the flip-flop and the reset's whole fanout. On iCE40 the reset then takes
+        # a global buffer (SB_GB): as a plain net its fanout routing was 7 ns of the UP5K's critical path.
+        in_reset = Signal()
         m.d.pll_por += in_reset.eq(~locked | (count != delay))
-        m.d.comb += ResetSignal("sync").eq(in_reset)
+        if s.family == "ice40":
+            rst = Signal()
+            m.submodules.reset_buffer = Instance("SB_GB", i_USER_SIGNAL_TO_GLOBAL_BUFFER=in_reset,
+                                                 o_GLOBAL_BUFFER_OUTPUT=rst)
+            m.d.comb += ResetSignal("sync").eq(rst)
+        else:
+            m.d.comb += ResetSignal("sync").eq(in_reset)
         return m

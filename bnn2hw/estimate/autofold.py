@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import FoldingError
 from ..ir import Folding, Graph
 from ..ir.arith import lane_cost, positions
-from ..plan import LayerPlan, plan_network
+from ..plan import HardwareTarget, LayerPlan, plan_network
 from .families import DEFAULT_FAMILY, FAMILIES, family as family_info
 from .resources import estimate_resources, layer_unit
 
@@ -89,9 +89,10 @@ def _divisor_at_least(n: int, p: int) -> int:
 class _Chooser:
     """Per-layer candidate foldings and their cost, cached across targets."""
 
-    def __init__(self, graph: Graph, family: str):
+    def __init__(self, graph: Graph, family: str, hw_target: HardwareTarget | None = None):
         self.graph, self.family = graph, family
         self.info = family_info(family)
+        self.hw_target = hw_target or self.info.target
         self.nodes = graph.compute_nodes
         self._simd = {n.name: _parallel_values(n.in_features) for n in self.nodes}
         self._pe = {n.name: _parallel_values(n.out_features) for n in self.nodes}
@@ -100,7 +101,7 @@ class _Chooser:
     def cost(self, node, pe: int, simd: int) -> float:
         key = (node.name, pe, simd)
         if key not in self._cost:
-            unit = layer_unit(LayerPlan(node, pe, simd, self.info.target), self.family)
+            unit = layer_unit(LayerPlan(node, pe, simd, self.hw_target), self.family)
             self._cost[key] = (unit.luts + self.info.bram_lut_equivalent * unit.bram_blocks
                                + self.info.dsp_lut_equivalent * unit.dsp)
         return self._cost[key]
@@ -164,19 +165,22 @@ def _cycles(n: int) -> str:
     return f"{n:,} cycle" + ("" if n == 1 else "s")
 
 
-def fold_for_cycles(graph: Graph, target_cycles: int, family: str | None = None) -> dict[str, Folding]:
+def fold_for_cycles(graph: Graph, target_cycles: int, family: str | None = None,
+                    hw_target: HardwareTarget | None = None) -> dict[str, Folding]:
     """The cheapest folding with every layer's positions·NF·SF ≤ ``target_cycles`` (see the module
-    docstring); ``family`` picks the cost model (default :data:`DEFAULT_FAMILY`). Raises FoldingError
+    docstring); ``family`` picks the cost model (default :data:`DEFAULT_FAMILY`), ``hw_target`` the
+    units' shape (default: the family's, bnn2hw.estimate.families.Family.target). Raises FoldingError
     naming the layer or stream unit that cannot be that fast, with its minimum cycles."""
     target = int(target_cycles)
     need, unit, why = _lower_bound(graph)
     if target < need:
         raise FoldingError(f"a target of {target:,} cycles per frame is impossible: {unit} needs at least "
                            f"{_cycles(need)} per frame ({why}); ask for {_cycles(need)} or more")
-    return _Chooser(graph, family or DEFAULT_FAMILY).fold(target)
+    return _Chooser(graph, family or DEFAULT_FAMILY, hw_target).fold(target)
 
 
-def fold_for_fps(graph: Graph, fps: float, clock_mhz: float, family: str | None = None) -> dict[str, Folding]:
+def fold_for_fps(graph: Graph, fps: float, clock_mhz: float, family: str | None = None,
+                 hw_target: HardwareTarget | None = None) -> dict[str, Folding]:
     """fold_for_cycles(⌊clock_mhz·10⁶ / fps⌋); the error of an impossible rate names the highest possible."""
     if not fps > 0 or not clock_mhz > 0:
         raise FoldingError(f"the target frame rate ({fps!r}) and clock ({clock_mhz!r} MHz) must be positive")
@@ -187,7 +191,7 @@ def fold_for_fps(graph: Graph, fps: float, clock_mhz: float, family: str | None 
         raise FoldingError(f"{fps:,.0f} frames/s at {clock_mhz:g} MHz leaves {target:,} cycles per frame, but {unit} "
                            f"needs at least {need:,} ({why}); at {clock_mhz:g} MHz this model reaches at most "
                            f"{best:,.0f} frames/s: ask for that or less, or a faster clock")
-    return fold_for_cycles(graph, target, family)
+    return fold_for_cycles(graph, target, family, hw_target)
 
 
 # ---- search over targets ----
@@ -203,12 +207,13 @@ def _candidate_targets(graph: Graph, lo: int) -> np.ndarray:
     return all_values[all_values >= lo]
 
 
-def search_folding(graph: Graph, family: str, ok, badness, class_index: bool = True) -> tuple[dict | None, object, int]:
+def search_folding(graph: Graph, family: str, ok, badness, class_index: bool = True,
+                   hw_target: HardwareTarget | None = None) -> tuple[dict | None, object, int]:
     """The folding of the smallest candidate target whose estimate (for ``family``'s target; without a
     class index if ``class_index`` is False, as inside a board top) satisfies ``ok`` (binary search;
     the estimate is nearly monotone in the target). Without one: (None, the evaluated estimate with
     the least ``badness``, its target)."""
-    chooser = _Chooser(graph, family)
+    chooser = _Chooser(graph, family, hw_target)
     lo = _lower_bound(graph)[0]
     targets = _candidate_targets(graph, lo)
     cache: dict[int, tuple] = {}
@@ -216,7 +221,7 @@ def search_folding(graph: Graph, family: str, ok, badness, class_index: bool = T
     def at(i: int):
         if i not in cache:
             fold = chooser.fold(int(targets[i]))
-            plan = plan_network(graph, chooser.info.target, folding=fold, class_index=class_index)
+            plan = plan_network(graph, chooser.hw_target, folding=fold, class_index=class_index)
             cache[i] = (fold, estimate_resources(plan, family))
         return cache[i]
 
@@ -241,12 +246,13 @@ def search_folding(graph: Graph, family: str, ok, badness, class_index: bool = T
     return at(hi)[0], at(last)[1], int(targets[hi])
 
 
-def fold_for_budget(graph: Graph, max_luts: int, family: str) -> dict[str, Folding]:
+def fold_for_budget(graph: Graph, max_luts: int, family: str, hw_target: HardwareTarget | None = None) -> dict[str, Folding]:
     """The fastest folding whose estimated LUTs (bnn2hw.estimate for ``family``) are at most
     ``max_luts``; FoldingError with the LUTs of the smallest design if none is."""
     if family not in FAMILIES:
         raise FoldingError(f"unknown FPGA family {family!r}; choose one of {', '.join(FAMILIES)}")
-    fold, smallest, cycles = search_folding(graph, family, lambda est: est.luts <= max_luts, lambda est: est.luts)
+    fold, smallest, cycles = search_folding(graph, family, lambda est: est.luts <= max_luts, lambda est: est.luts,
+                                            hw_target=hw_target)
     if fold is None:
         raise FoldingError(f"no folding fits in {max_luts:,} LUTs ({family}): the smallest design found "
                            f"({cycles:,} cycles per frame) needs about {smallest.luts:,} LUTs; raise --max-luts to "

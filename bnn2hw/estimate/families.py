@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import Bnn2hwError
-from ..plan import ECP5, ICE40_UP5K, XILINX_7, HardwareTarget
+from ..plan import ECP5, ICE40_UP5K, ICE40_UP5K_COMPACT, XILINX_7, HardwareTarget
 
 __all__ = ["Family", "FAMILIES", "FAMILY_NAMES", "DEFAULT_FAMILY", "family", "LUT_SIZE", "Device", "DEVICES",
            "DEVICES_BY_KEY", "device_capacity", "capacity_from"]
@@ -34,10 +34,22 @@ class Family:
     dsp_min_product: int          # narrowest product Y
     bram_lut_equivalent: float    # LUTs one block RAM counts as when foldings are compared
     dsp_lut_equivalent: float     # LUTs one DSP counts as (a pixel layer's PEs each take one)
+    compact: HardwareTarget | None = None   # the units for clocks up to compact_max_mhz (None: one target)
+    compact_max_mhz: float = 0.0
+
+    def target_at(self, clock_mhz: float) -> HardwareTarget:
+        """The units' shape for a design clocked at ``clock_mhz``: the compact target up to
+        ``compact_max_mhz``, where its fewer registers have met timing in every measured build, else
+        the pipelined :attr:`target`."""
+        if self.compact is not None and clock_mhz <= self.compact_max_mhz:
+            return self.compact
+        return self.target
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("ice40", 4, ICE40_UP5K, "SB_RAM40_4K", "SB_MAC16", 16, 16, 2, 11, 176.0, 660.0),
+    # compact up to 36 MHz: its UP5K board builds reached 46.4 MHz (digits MLP) and 39.2 MHz (W2A2)
+    Family("ice40", 4, ICE40_UP5K, "SB_RAM40_4K", "SB_MAC16", 16, 16, 2, 11, 176.0, 660.0,
+           compact=ICE40_UP5K_COMPACT, compact_max_mhz=36.0),
     Family("ecp5", 4, ECP5, "DP16KD", "MULT18X18D", 18, 18, 2, 0, 402.0, 536.0),
     Family("xilinx", 6, XILINX_7, "RAMB36", "DSP48E1", 25, 18, 2, 9, 380.0, 242.0),
 )}

@@ -14,7 +14,7 @@ import math
 from ..errors import FitError
 from ..ir import Folding, Graph
 from ..ir.arith import weight_bits as layer_weight_bits
-from ..plan import NetworkPlan
+from ..plan import HardwareTarget, NetworkPlan
 from .cost_model import CALIBRATION
 from .families import FAMILIES, LUT_SIZE, capacity_from
 from .autofold import search_folding
@@ -99,7 +99,8 @@ def fit_check(plan: NetworkPlan, family: str, capacity, device: str | None = Non
 
 
 def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_MARGIN,
-                  device: str | None = None, class_index: bool = True) -> dict[str, Folding]:
+                  device: str | None = None, class_index: bool = True,
+                  hw_target: HardwareTarget | None = None) -> dict[str, Folding]:
     """The fastest folding whose estimate (for ``family``'s target) fits ``capacity``: LUTs and
     flip-flops within ``margin`` of the device, block RAMs and DSPs within the device. FitError if no
     folding does, naming the resource that the smallest design still exceeds (and whether the weights
@@ -119,7 +120,7 @@ def refold_to_fit(graph: Graph, family: str, capacity, margin: float = DEFAULT_M
                   for k, v in limits.items() if v != math.inf]
         return max(ratios, default=0.0)
 
-    fold, smallest, cycles = search_folding(graph, family, ok, badness, class_index=class_index)
+    fold, smallest, cycles = search_folding(graph, family, ok, badness, class_index=class_index, hw_target=hw_target)
     if fold is not None:
         return fold
     need = _needs(smallest)

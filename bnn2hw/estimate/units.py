@@ -6,7 +6,8 @@ unit, a StreamUnitPlan for a window, pool or collector) and counts what its hard
 
 * **Flip-flops** are counted register by register: an MVU's input buffers (``input_buffers`` × n_in·bits),
   the issue-stage word register (SIMD·bits) and, with ``onehot_select``, the SF-bit word ring, PE
-  accumulators, the result ((NF − 1)·PE bits or scores) and output registers, the PE array's pipeline
+  accumulators, the result ((NF − 1)·PE bits or scores) and the output slots (``out_slots`` frames,
+  each with its full flag, and the credit counter), the PE array's pipeline
   registers (``pipeline``; inside the trees the sums of the cut level), counters; a window unit's
   kh·kw window register and counters; the Flatten collector's two frame registers; the data register
   of every ROM that becomes logic and of every LUT-RAM line buffer.
@@ -14,11 +15,12 @@ unit, a StreamUnitPlan for a window, pool or collector) and counts what its hard
   columns that are constant over a ROM's rows (padding, the sign bits of −T) are removed, as Yosys'
   ``opt_mem`` does; a ROM read at one address only (NF·SF = 1; NF = 1 for constants) is a constant.
 * **LUTs**: the features of bnn2hw/estimate/cost_model.py, weighted by the family's coefficients.
-* **DSPs** hold Yosys' multiplications that pass mul2dsp's size limits (both operands ≥ 2 bits;
-  product ≥ 11 bits on iCE40, ≥ 9 on Xilinx): a pixel layer's D·(2C − V) with D = 2^bits − 1, one per
-  PE (none for 1-bit pixels), and the raw × scale of a class-score layer with an affine head, one per
-  PE; binary layers use none. ``UnitEstimate.dsp_note`` names them; on the iCE40 UP5K (8 SB_MAC16) a
-  pixel layer with more than 8 PEs whose products reach 11 bits does not fit.
+* **DSPs** hold the multiplications the plan lists (``LayerPlan.multipliers``) that pass Yosys'
+  mul2dsp size limits (both operands ≥ 2 bits; product ≥ 11 bits on iCE40, ≥ 9 on Xilinx): the
+  raw × scale of a class-score layer with a scale per class, one per PE. A pixel layer's
+  D·(2C − V) is shifts and adds (``LayerPlan.pixel_multiplier`` is False), binary layers multiply
+  nothing. ``UnitEstimate.dsp_note`` names them; on the iCE40 UP5K (8 SB_MAC16) such a head with
+  more than 8 PEs does not fit.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _field_width(fields: np.ndarray, width: int) -> int:
 def _pipeline_ffs(layer: LayerPlan) -> int:
     """Flip-flops of the PE array's pipeline (hw/pe_array.py) and of the control that travels beside it."""
     target = layer.target
-    stages = target.pipeline
+    stages = layer.pipeline
     if not stages:
         return 0
     cuts, out_regs = layer.pipeline_cuts
@@ -161,7 +163,7 @@ def _pipeline_ffs(layer: LayerPlan) -> int:
 def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
     """A compute layer's matrix-vector unit as its plan builds it."""
     lane, word_w, in_bits = layer.lane_bits, layer.word_bits, layer.in_bits
-    px, acc_w, nbuf = layer.pe_pixel_bits, layer.acc_width, layer.target.input_buffers
+    px, acc_w, nbuf = layer.pe_pixel_bits, layer.acc_width, layer.input_buffers
     f = dict.fromkeys(COST_MODELS[family], 0.0)
     lanes = layer.lanes
     planes = layer.weight_precision
@@ -188,14 +190,16 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
         f["acc_bits"] += layer.pe * (search or layer.levels) * max(acc_w, layer.threshold_width)
     field_w = layer.out_field_bits
     f["out_bits"] = layer.n_out * field_w                            # result / output register loads
+    # The output slots (hw/mvu.py _output_slots): Q = layer.out_slots registers of one frame (and its
+    # class index from a pipelined tournament), a queue that shifts toward slot 0; every slot but the
+    # last picks the next slot or the new frame, a 2:1 multiplexer per bit (the hold is the enable).
+    slots = layer.out_slots
+    entry_w = layer.n_out * field_w + (layer.class_width if layer.scores and layer.class_index
+                                       and layer.class_levels_per_stage else 0)
+    f["out_slot_bits"] = (slots - 1) * entry_w
     f["mvu_control"] = 1
     memories = [map_memory(f"{layer.name} weights", _weight_width(layer), max(2, layer.cycles), family,
                            style=layer.rom_style)]
-    multipliers = []            # (count, a bits, b bits, product bits, what)
-    if px >= 2 and not layer.codes:   # D·(2C − V) with the constant D = 2^bits − 1, one per PE
-        a, b = px + 1, layer.simd.bit_length() + 2
-        multipliers.append((layer.pe, a, b, min(a + b, acc_w - 1),
-                            f"the constant {(1 << px) - 1} × (2·C − V) of the pixel sums"))
     if layer.scores:
         score_w = layer.score_width
         f["score_bits"] = layer.pe * score_w
@@ -203,9 +207,6 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
             f["argmax_bits"] = (layer.n_out - 1) * (score_w + layer.class_width)
         if layer.has_affine:
             f["score_bits"] += layer.pe * score_w                    # + offset
-        if layer.has_affine and layer.common_scale is None:
-            multipliers.append((layer.pe, layer.raw_width, layer.scale_width, layer.raw_width + layer.scale_width,
-                                "raw score × scale of the affine head"))
     for what, (fields, width) in layer.constant_fields().items():
         memories.append(map_memory(f"{layer.name} {what}", _field_width(fields, width), max(2, layer.nf), family,
                                    style=layer.const_rom_style))
@@ -213,21 +214,41 @@ def mvu_unit(layer: LayerPlan, family: str) -> UnitEstimate:
         memories += [map_memory(f"{layer.name} search stage {t}", layer.threshold_width, layer.nf << t, family,
                                 style=layer.const_rom_style)] * layer.pe
     dsp, notes = 0, []
-    for count, a, b, y, what in multipliers:
-        per = _dsp_per_multiplier(a, b, y, family)
+    for mul in layer.multipliers:      # the plan's multiplications: DSP cells, or LUTs below mul2dsp's limits
+        a, b = mul.a_bits, mul.b_bits
+        per = _dsp_per_multiplier(a, b, mul.product_bits, family)
         if per:
-            dsp += count * per
-            notes.append(f"{count} × {what} ({a} × {b} bits) in {count * per} {FAMILIES[family].dsp_cell}")
-        elif what.startswith("raw"):
-            f["mul_bits"] += count * a * b
+            dsp += mul.count * per
+            notes.append(f"{mul.count} × {mul.what} ({a} × {b} bits) in {mul.count * per} "
+                         f"{FAMILIES[family].dsp_cell}")
+        else:
+            f["mul_bits"] += mul.count * a * b
     note = f"{layer.name}: " + "; ".join(notes) if notes else ""
     f["rom_logic"] = sum(mem.logic_luts for mem in memories)
     ring = layer.sf if layer.target.onehot_select and layer.sf > 1 else 0      # one-hot word select
     ffs = (nbuf * in_bits + 4 + 2 * (_bits(layer.sf) + _bits(layer.nf)) + _bits(layer.cycles) + 3 + word_w + ring
-           + layer.pe * acc_w + (layer.nf - 1) * layer.pe * field_w + layer.n_out * field_w + 1
+           + layer.pe * acc_w + (layer.nf - 1) * layer.pe * field_w + slots * (entry_w + 1) + _bits(slots + 1)
            + sum(mem.ffs for mem in memories) + _pipeline_ffs(layer)
-           + search * (layer.pe * (acc_w + search) + 3 + _bits(layer.nf)))    # binary-search stages
+           + search * (layer.pe * (acc_w + search) + 3 + _bits(layer.nf))     # binary-search stages
+           + _register_stage_ffs(layer, memories, field_w, entry_w))
     return _unit(layer.name, "mvu", f, family, ffs, memories, dsp, note)
+
+
+def _register_stage_ffs(layer: LayerPlan, memories, field_w: int, entry_w: int) -> int:
+    """Flip-flops of the target's register stages outside the PE trees (hw/mvu.py): ``rom_registers``
+    copies of every ROM's read data with the SIMD word and four control flags beside them, the
+    comparator (or affine score) register, and the pipelined class tournament's stages, each carrying
+    the frame, its flag and the candidates left."""
+    regs = layer.target.rom_registers
+    ffs = regs * (layer.word_bits + 4 + sum(mem.width for mem in memories))
+    if layer.compare_register:
+        ffs += layer.pe * (layer.score_width if layer.scores else field_w) + 2
+    left = layer.n_out
+    for _ in range(layer.class_stages):
+        for _ in range(layer.class_levels_per_stage):
+            left = -(-left // 2)
+        ffs += entry_w - (layer.class_width if left == 1 else 0) + 1 + left * (layer.score_width + layer.class_width)
+    return ffs
 
 
 def _unit(name, kind, f, family, ffs, memories, dsp=0, note="") -> UnitEstimate:

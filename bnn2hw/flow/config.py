@@ -97,8 +97,11 @@ class BuildConfig:
 
     @property
     def target(self) -> HardwareTarget:
-        """The hardware target the units are shaped for: the board family's, else generic."""
-        return family(self.board.family).target if self.board is not None else GENERIC
+        """The hardware target the units are shaped for: the board family's at the design clock
+        (Family.target_at), else generic."""
+        if self.board is None:
+            return GENERIC
+        return family(self.board.family).target_at(self.design_clock_mhz)
 
     @property
     def lane_budget(self) -> int:

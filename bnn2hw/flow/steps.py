@@ -20,7 +20,7 @@ from .. import golden
 from ..board.build import build_board, capacity_for_network
 from ..codegen.export import export_verilog
 from ..errors import FitError, FoldingError, ModelFileError, SimulationError
-from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, fit_check,
+from ..estimate import (NetworkEstimate, ResourceEstimate, estimate_cycles, estimate_resources, family, fit_check,
                         fold_for_budget, fold_for_fps, refold_to_fit)
 from ..frontend import QonnxModel, import_model, import_qonnx, load_qonnx
 from ..hw import Network
@@ -28,7 +28,7 @@ from ..hw.board_top import BoardTop
 from ..io import load
 from ..ir import Dense, Graph, InputThreshold
 from ..passes import apply_folding, fold_batchnorm, load_folding_file
-from ..plan import NetworkPlan, plan_network
+from ..plan import HardwareTarget, NetworkPlan, plan_network
 from ..reference import torch_forward
 from ..report import board_section, folding_file_dict, report_dict, write_chart, write_markdown
 from ..sim.run import simulate_compiled
@@ -197,17 +197,23 @@ def _as_overrides(fold: dict) -> dict:
     return {name: {"pe": f.pe, "simd": f.simd} for name, f in fold.items()}
 
 
+def _fold_target(cfg: BuildConfig) -> HardwareTarget | None:
+    """The units' shape the automatic folding costs: the board's (at its clock) when the estimate is
+    the board family's, else the estimate family's own (None)."""
+    return cfg.target if cfg.board is not None and cfg.estimate_family == cfg.board.family else None
+
+
 def choose_folding(state: BuildState) -> None:
     """PE and SIMD per layer from the configuration's one folding source."""
     cfg, source = state.config, state.config.folding
     if isinstance(source, FoldingFile):
         state.overrides = load_folding_file(source.path)
     elif isinstance(source, TargetFps):
-        fold = fold_for_fps(state.graph, source.fps, cfg.design_clock_mhz, cfg.estimate_family)
+        fold = fold_for_fps(state.graph, source.fps, cfg.design_clock_mhz, cfg.estimate_family, _fold_target(cfg))
         state.overrides = _as_overrides(fold)
         state.note(target_fps=source.fps, clock_mhz=cfg.design_clock_mhz)
     elif isinstance(source, MaxLuts):
-        state.overrides = _as_overrides(fold_for_budget(state.graph, source.luts, cfg.estimate_family))
+        state.overrides = _as_overrides(fold_for_budget(state.graph, source.luts, cfg.estimate_family, _fold_target(cfg)))
         state.note(max_luts=source.luts, family=cfg.estimate_family)
     state.graph = apply_folding(state.graph, state.overrides, cfg.lane_budget)
 
@@ -219,7 +225,22 @@ def _board_plan(state: BuildState) -> NetworkPlan:
 
 def fit_board(state: BuildState) -> None:
     """On a board, the design must fit: a default folding that does not is re-folded to the fastest
-    that does (by the estimate); a folding that was asked for stops here with the FitError."""
+    that does (by the estimate); a folding that was asked for stops here with the FitError. Where the
+    clock chose the family's pipelined units and a lower one would choose its compact units, the
+    error says so."""
+    try:
+        _fit_board(state)
+    except FitError as e:
+        cfg = state.config
+        fam = family(cfg.board.family)
+        if fam.compact is None or cfg.target is fam.compact:
+            raise
+        raise FitError(f"{e}; or ask for --clock-mhz {fam.compact_max_mhz:g} or less, where the units are "
+                       f"built without most pipeline registers ({fam.compact.name}, docs/boards.md)",
+                       e.resource, e.need, e.capacity) from None
+
+
+def _fit_board(state: BuildState) -> None:
     board = state.config.board
     capacity = capacity_for_network(board, state.graph)
     try:
@@ -228,7 +249,8 @@ def fit_board(state: BuildState) -> None:
         if not isinstance(state.config.folding, DefaultFolding):
             raise
         t0 = time.perf_counter()
-        fold = refold_to_fit(state.graph, board.family, capacity, device=board.device, class_index=False)
+        fold = refold_to_fit(state.graph, board.family, capacity, device=board.device, class_index=False,
+                             hw_target=state.config.target)
         state.progress(f"re-fold to fit the {board.device}", time.perf_counter() - t0)
         state.graph = apply_folding(state.graph, _as_overrides(fold))
         warnings = fit_check(_board_plan(state), board.family, capacity, device=board.device)

@@ -62,10 +62,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..ir.arith import folds, index_width
-from .pe_array import PEArray, resize, tree_sum
+from .pe_array import PEArray, pipeline_stages, resize, tree_depth, tree_levels, tree_sum
 
 __all__ = ["MVUParams", "MatrixVectorUnit", "scores_layout", "tree_sum", "argmax_tree", "ROM_STYLES",
-           "extra_cycles", "datapath_pixel_bits", "UnitShape"]
+           "extra_cycles", "output_slots", "class_stages", "datapath_pixel_bits", "UnitShape"]
 
 #: Values of ``MVUParams.rom_style``: "" lets synthesis choose; the others become Yosys' ``rom_style``
 #: attribute on the memory ("block": block RAM, "distributed": LUT RAM, "logic": LUTs).
@@ -79,10 +79,45 @@ def datapath_pixel_bits(pixel_bits: int) -> int:
     return 0 if pixel_bits <= 1 else pixel_bits
 
 
-def extra_cycles(input_buffers: int, pipeline: int, search_stages: int = 0) -> int:
+def extra_cycles(input_buffers: int, pipeline: int, search_stages: int = 0, rom_registers: int = 0,
+                 compare_register: bool = False, class_stages: int = 0) -> int:
     """Cycles a unit's latency adds to its K compute cycles: the input buffer load (if any), the ROM
-    read, ``pipeline`` PE-array stages, ``search_stages`` binary-search stages and the output register."""
-    return (2 if input_buffers else 1) + pipeline + search_stages
+    read and its ``rom_registers`` output registers, ``pipeline`` PE-array stages, the accumulator,
+    a binary search's ``search_stages`` − 1 stages after it, the comparator (or affine) register, the
+    class tournament's ``class_stages`` and the output register. The one latency rule of a unit."""
+    return ((1 if input_buffers else 0) + 2 + rom_registers + pipeline + max(0, search_stages - 1)
+            + int(compare_register) + class_stages)
+
+
+def output_slots(latency: int, cycles: int, consumer_cycles: int = 1, consumer_buffers: int | None = None) -> int:
+    """Output slots Q of a unit (``MVUParams.out_slots``) so that its credits never cost throughput.
+
+    A unit issues the last word of a vector only while fewer than Q of its vectors are issued and not
+    yet taken by its consumer (the credits), so its pipeline never stalls; a vector is on ``o``
+    ``latency`` (L) cycles after its last word is issued, and a credit comes back the cycle after the
+    consumer takes the vector. With K = ``cycles`` (the unit's interval) and K_c = ``consumer_cycles``:
+
+    * a consumer that takes a beat as soon as it is offered (a stream unit, the network's output;
+      ``consumer_buffers`` None): Q = 1 + ⌊L / K⌋;
+    * a matrix-vector unit reading its words from the held beat (``consumer_buffers`` 0) holds it K_c
+      cycles: Q = 1 + max(⌊(L + K_c − 1) / K⌋, ⌈L / K_c⌉) (the second term: the consumer is the
+      slower one and must find the next vector ready when it takes one);
+    * a matrix-vector unit with input buffers takes the beat into a buffer when one is free:
+      Q = max(1 + ⌊L / K⌋, ⌈(L + 1) / K_c⌉).
+
+    Q = 1 (the output register alone) wherever K and K_c exceed the latency, as in every FINN network."""
+    lp, k, kc = latency, max(1, cycles), max(1, consumer_cycles)
+    if consumer_buffers is None:
+        return 1 + lp // k
+    if consumer_buffers == 0:
+        return 1 + max((lp + kc - 1) // k, -(-lp // kc))
+    return max(1 + lp // k, -(-(lp + 1) // kc))
+
+
+def class_stages(n_classes: int, levels_per_stage: int) -> int:
+    """Register stages of a pipelined class tournament: ⌈⌈log2 classes⌉ / levels_per_stage⌉ (0: none,
+    the tournament is combinational after the output register)."""
+    return -(-tree_depth(n_classes) // levels_per_stage) if levels_per_stage > 0 else 0
 
 
 class UnitShape:
@@ -148,6 +183,15 @@ class MVUParams(UnitShape):
     compressor: bool = False             # popcount as a Wallace tree of LUT-sized compressors (Xilinx, ECP5)
     carry_adders: bool = False           # popcount as a carry-chain adder tree (iCE40)
     pipeline: int = 0                    # register stages in the PE array (latency + pipeline, same II)
+    levels_per_stage: int = 0            # > 0: the PE trees get a register every this many levels (then
+                                         # pipeline = 1 + ⌊(levels − 1)/N⌋); 0: `pipeline` stages spread
+    rom_registers: int = 0               # registers after every ROM read (the first: a block RAM's own
+                                         # output register where the family has one)
+    compare_register: bool = False       # a register after the comparator bank / the affine score
+    class_levels_per_stage: int = 0      # scores head: > 0: the class tournament is pipelined, a register
+                                         # every this many compare-and-select levels; 0: combinational
+    out_slots: int = 0                   # output slots Q (output_slots()); 0: sized for a consumer that
+                                         # takes a beat as soon as it is offered
     rom_style: str = ""                  # weight ROM: "" (synthesis decides), "block", "distributed", "logic"
     const_rom_style: str = ""            # threshold / scale / offset ROMs, same choices
     input_buffers: int = 2               # 2: the next vector loads while one computes; 1: the producer's
@@ -187,8 +231,10 @@ class MVUParams(UnitShape):
             raise ValueError(f"input_buffers must be 0, 1 or 2, not {p.input_buffers!r}")
         if p.lut_inputs not in (4, 5, 6):
             raise ValueError(f"lut_inputs must be 4, 5 or 6, not {p.lut_inputs!r}")
-        if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 8:
-            raise ValueError(f"pipeline must be 0..8 register stages, not {p.pipeline!r}")
+        # A target that cuts every N tree levels gives a unit as many stages as its trees need: a
+        # 1,024-lane 8-bit tree cut after every level is about 20 (the bound only catches nonsense).
+        if not isinstance(p.pipeline, int) or not 0 <= p.pipeline <= 32:
+            raise ValueError(f"pipeline must be 0..32 register stages, not {p.pipeline!r}")
         for name in ("rom_style", "const_rom_style"):
             if getattr(p, name) not in ROM_STYLES:
                 raise ValueError(f"{name} must be one of {ROM_STYLES}, not {getattr(p, name)!r}")
@@ -213,6 +259,20 @@ class MVUParams(UnitShape):
             if tuple(tuple(len(lane) for lane in stage) for stage in p.search_rows) != shape:
                 raise ValueError(f"search_rows must hold, for stages 1..{p.search_stages - 1}, {p.pe} lanes of "
                                  "NF·2^stage rows each")
+        for name in ("levels_per_stage", "class_levels_per_stage"):
+            value = getattr(p, name)
+            if not isinstance(value, int) or not 0 <= value <= 16:
+                raise ValueError(f"{name} must be an integer in 0..16, not {value!r}")
+        if not isinstance(p.rom_registers, int) or not 0 <= p.rom_registers <= 4:
+            raise ValueError(f"rom_registers must be an integer in 0..4, not {p.rom_registers!r}")
+        for name in ("compare_register",):
+            if not isinstance(getattr(p, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(p, name)!r}")
+        if p.levels_per_stage and p.pipeline != pipeline_stages(p.tree_levels, p.levels_per_stage):
+            raise ValueError(f"pipeline must be {pipeline_stages(p.tree_levels, p.levels_per_stage)} for trees of "
+                             f"{p.tree_levels} levels cut every {p.levels_per_stage}, not {p.pipeline!r}")
+        if not isinstance(p.out_slots, int) or not 0 <= p.out_slots <= 64:
+            raise ValueError(f"out_slots must be an integer in 0..64 (0: automatic), not {p.out_slots!r}")
 
     @property
     def acc_signed(self) -> bool:
@@ -248,9 +308,33 @@ class MVUParams(UnitShape):
         return self.pe * (self.levels if self.levels > 1 and not self.search_stages else 1)
 
     @property
+    def tree_levels(self) -> int:
+        """Levels of the PE array's trees (hw/pe_array.tree_levels), where pipeline registers may go."""
+        return tree_levels(self.simd, self.pixel_bits if self.codes else self.pe_pixel_bits, self.lut_inputs,
+                           self.compressor and not self.carry_adders, self.carry_adders, self.codes,
+                           self.weight_precision)
+
+    @property
+    def class_stages(self) -> int:
+        """Stages of the pipelined class tournament (:func:`class_stages`; 0 without one)."""
+        return class_stages(self.n_out, self.class_levels_per_stage) if self.scores and self.class_index else 0
+
+    @property
     def pipeline_cycles(self) -> int:
         """Cycles beyond the K compute cycles (:func:`extra_cycles`)."""
-        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages)
+        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.rom_registers,
+                            self.compare_register, self.class_stages)
+
+    @property
+    def output_latency(self) -> int:
+        """Cycles from the issue of a vector's last word to its ``o.valid``: the credit loop's length."""
+        return extra_cycles(0, self.pipeline, self.search_stages, self.rom_registers, self.compare_register,
+                            self.class_stages) + 1
+
+    @property
+    def slots(self) -> int:
+        """Output slots Q: ``out_slots``, or (0) as many as a consumer that takes each beat at once needs."""
+        return self.out_slots or output_slots(self.output_latency, self.cycles)
 
     @property
     def latency_cycles(self) -> int:
@@ -276,15 +360,11 @@ def scores_layout(n_classes: int, score_width: int, class_width: int) -> data.St
     })
 
 
-def argmax_tree(m: Module, values: list) -> Signal:
-    """Index of the largest value, lowest index on ties; combinational. A tournament of ⌈log2 n⌉
-    compare-and-select levels (a chain was n − 1 levels: 31 ns of TFC's ECP5 critical path for 10
-    classes). Each match keeps the lower-index side unless the other is strictly greater, so every
-    subtree's winner is its maximum with the lowest index, and so is the whole tree's."""
-    idx_w = index_width(len(values))
-    level = [(v, Const(i, idx_w)) for i, v in enumerate(values)]
-    depth = 0
-    while len(level) > 1:
+def _matches(level: list, count: int, m: Module, depth: int) -> tuple[list, int]:
+    """``count`` levels of the class tournament over (value, index) pairs (see :func:`argmax_tree`)."""
+    for _ in range(count):
+        if len(level) <= 1:
+            break
         nxt = []
         for k in range(0, len(level) - 1, 2):
             (lo, lo_i), (hi, hi_i) = level[k], level[k + 1]
@@ -294,6 +374,16 @@ def argmax_tree(m: Module, values: list) -> Signal:
         if len(level) % 2:
             nxt.append(level[-1])
         level, depth = nxt, depth + 1
+    return level, depth
+
+
+def argmax_tree(m: Module, values: list) -> Signal:
+    """Index of the largest value, lowest index on ties; combinational. A tournament of ⌈log2 n⌉
+    compare-and-select levels (a chain was n − 1 levels: 31 ns of TFC's ECP5 critical path for 10
+    classes). Each match keeps the lower-index side unless the other is strictly greater, so every
+    subtree's winner is its maximum with the lowest index, and so is the whole tree's."""
+    idx_w = index_width(len(values))
+    level, _ = _matches([(v, Const(i, idx_w)) for i, v in enumerate(values)], tree_depth(len(values)), m, 0)
     out = Signal(idx_w, name="argmax")
     m.d.comb += out.eq(level[0][1])
     return out
@@ -320,10 +410,11 @@ class MatrixVectorUnit(wiring.Component):
         the class scores and their argmax.
 
     ``elaborate`` builds the unit stage by stage, in stream order, one method each: input buffers,
-    the issue stage (counters, word select, weight ROM), the first stage, the PE array's pipeline
-    control, the per-channel constant ROMs, the PE array and accumulators, and the collect/output
-    stage. They are methods on one module rather than separate components so that the netlist (and
-    its measured numbers, docs/benchmarks.md) stays exactly as it was.
+    the issue stage (counters, credits, word select, weight ROM), the first stage and the ROM
+    register, the PE array's pipeline control, the per-channel constant ROMs, the PE array and
+    accumulators, and the output stages (thresholds or scores, the result register, the class
+    tournament, the output slots). Only the issue stage ever waits; every stage after it runs
+    every cycle, its data marked by a valid flag that travels beside it.
     """
 
     def __init__(self, params: MVUParams):
@@ -338,6 +429,7 @@ class MatrixVectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m, d = Module(), _Datapath()
+        d.m = m
         self._input_buffers(m, d)
         self._issue(m, d)
         self._first_stage(m, d)
@@ -357,6 +449,15 @@ class MatrixVectorUnit(wiring.Component):
         illegal `wire [-1:0]` range. The extra row is never addressed."""
         return list(rows) + [0] * (2 - len(rows)) if len(rows) < 2 else list(rows)
 
+    @staticmethod
+    def _delay(m: Module, value, cycles: int, name: str, reset_less: bool = True):
+        """``value`` through ``cycles`` free-running registers (the stages after the issue stage never wait)."""
+        for k in range(cycles):
+            reg = Signal(len(value), name=f"{name}_d{k + 1}", reset_less=reset_less)
+            m.d.sync += reg.eq(value)
+            value = reg
+        return value
+
     def _input_buffers(self, m: Module, d: _Datapath) -> None:
         """With two buffers one loads while the other is read by the issue stage; with one, the next
         vector loads in the cycle the last word of the current one is issued (its producer holds it
@@ -367,56 +468,82 @@ class MatrixVectorUnit(wiring.Component):
         d.word_w = p.simd * p.lane_bits
         d.buf_w = p.sf * d.word_w
         d.nbuf = nbuf = p.input_buffers
-        d.bufs = [Signal(d.buf_w, name=f"in_buf{k}") for k in range(nbuf)]
+        d.bufs = [Signal(d.buf_w, name=f"in_buf{k}", reset_less=True) for k in range(nbuf)]
         d.full = [Signal(name=f"in_full{k}") for k in range(nbuf)]
-        # (names as Amaranth infers them from a tuple assignment: the netlist stays as it was measured)
-        wr_sel, rd_sel = Signal(), Signal()
-        d.wr_sel, d.rd_sel = wr_sel, rd_sel
-        d.refill = Signal(name="refill")         # one or no buffer: the current vector's last word is issued this cycle
+        d.wr_sel, d.rd_sel = Signal(name="wr_sel"), Signal(name="rd_sel")
+        d.refill = Signal(name="refill")     # the current vector's last word is issued this cycle
         if nbuf == 2:
             m.d.comb += self.i.ready.eq(~Mux(d.wr_sel, d.full[1], d.full[0]))
-        elif nbuf == 1:
-            m.d.comb += self.i.ready.eq(~d.full[0] | d.refill)
-        # (no buffer: i.ready is set in _collect_and_output, next to the stall condition)
+        # (one buffer: i.ready is set in _issue, from the credit)
+        else:
+            # No buffer: the beat is taken when its last word is issued (issue implies i.valid). i.ready
+            # is one LUT of flip-flops (valid, last_beat, the credit count): no ready chain crosses units.
+            m.d.comb += self.i.ready.eq(d.refill)
         with m.If(self.i.valid & self.i.ready):
             for k in range(nbuf):
                 with m.If(d.wr_sel == k):
                     m.d.sync += [d.bufs[k].eq(self.i.payload), d.full[k].eq(1)]
             if nbuf == 2:
                 m.d.sync += d.wr_sel.eq(~d.wr_sel)
-        # global stall: only when a finished frame meets a full output register
-        d.advance = Signal(name="advance")
-        d.o_full = Signal(name="o_full")
 
     def _issue(self, m: Module, d: _Datapath) -> None:
-        """Counters address the ROMs and pick the SIMD word; the weight ROM is read here."""
+        """Counters address the ROMs and pick the SIMD word; the weight ROM is read here. A word is
+        issued when its vector is there, and a vector's last word only while the unit holds a credit
+        (fewer than ``slots`` of its vectors issued and not taken): this is the unit's only wait."""
         p, nbuf, full = self._p, d.nbuf, d.full
+        # With the one-hot word ring and at least one stage before the accumulator, the issue stage
+        # needs no word or group counter: the ring gives the first and last word of a group, and the
+        # group index (for the constant ROMs) is counted a stage later from registered flags
+        # (_first_stage), so nothing but the address counter hangs on ``issue``.
+        d.late_nf = late = p.onehot_select and p.pipeline + p.rom_registers >= 1
         # Counters are at least 1 bit wide even when they only ever hold 0 (no zero-width wires).
-        d.sf_ctr = sf_ctr = Signal(range(max(2, p.sf)), name="sf_ctr")
-        d.nf_ctr = nf_ctr = Signal(range(max(2, p.nf)), name="nf_ctr")
+        d.sf_ctr = sf_ctr = None if late else Signal(range(max(2, p.sf)), name="sf_ctr")
+        d.nf_ctr = nf_ctr = None if late else Signal(range(max(2, p.nf)), name="nf_ctr")
         addr = Signal(range(max(2, p.cycles)), name="addr")
         frame_ready = Mux(d.rd_sel, full[1], full[0]) if nbuf == 2 else full[0] if nbuf == 1 else self.i.valid
-        d.issue = issue = Signal(name="issue")
-        m.d.comb += issue.eq(d.advance & frame_ready)
-        d.last_sf = last_sf = sf_ctr == p.sf - 1
-        # "addr is the frame's last word" as a flag, not a comparator: without an input buffer it
-        # is the unit's i.ready (below), which its producer's stall logic waits on.
+        # "addr is the frame's last word" as a flag, not a comparator: it decides i.ready.
         if p.cycles == 1:
             last_beat = Const(1)
         else:
             last_beat = Signal(name="last_beat")
+        d.last_beat = last_beat
+        # Credits: vectors whose last word is issued and that the consumer has not taken yet.
+        slots = p.slots
+        d.pending = pending = Signal(range(slots + 1), name="pending")
+        d.credit = credit = Signal(name="credit")
+        m.d.comb += credit.eq(pending < slots)
+        d.issue = issue = Signal(name="issue")
+        m.d.comb += issue.eq(frame_ready & (~last_beat | credit))
+        if nbuf == 1:
+            # = ~full | refill, written from flip-flops (refill = full & last_beat & credit)
+            m.d.comb += self.i.ready.eq(~full[0] | (last_beat & credit))
+        # "the last word of a group" and "the last group" as flags too: the counters' enables and
+        # next values are then one LUT (and a carry chain) from flip-flops.
+        # One-hot copy of the word index: bit k is 1 while word k is issued (see _select_word).
+        d.word_hot = word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
+        if late:
+            d.last_sf = last_sf = word_hot[-1] if word_hot is not None else Const(1)
+            d.first_word = word_hot[0] if word_hot is not None else Const(1)
+        else:
+            d.last_sf = last_sf = Const(1) if p.sf == 1 else Signal(name="last_sf")
+            d.first_word = sf_ctr == 0
+            last_nf = Const(1) if p.nf == 1 else Signal(name="last_nf")
+        if p.cycles > 1:
             with m.If(issue):
                 m.d.sync += last_beat.eq(~last_beat & (addr == p.cycles - 2))
-        d.last_beat = last_beat
-        # One-hot copy of sf_ctr: bit k is 1 while word k is issued (see _select_word).
-        d.word_hot = word_hot = Signal(p.sf, init=1, name="word_hot") if p.onehot_select and p.sf > 1 else None
+                if p.sf > 1 and not late:
+                    m.d.sync += last_sf.eq(~last_sf & (sf_ctr == p.sf - 2))
+                if p.nf > 1 and not late:
+                    with m.If(last_sf):
+                        m.d.sync += last_nf.eq(~last_nf & (nf_ctr == p.nf - 2))
         with m.If(issue):
             if word_hot is not None:
                 m.d.sync += word_hot.eq(word_hot.rotate_left(1))
             m.d.sync += addr.eq(Mux(last_beat, 0, addr + 1))
-            m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
-            with m.If(last_sf):
-                m.d.sync += nf_ctr.eq(Mux(nf_ctr == p.nf - 1, 0, nf_ctr + 1))
+            if not late:
+                m.d.sync += sf_ctr.eq(Mux(last_sf, 0, sf_ctr + 1))
+                with m.If(last_sf):
+                    m.d.sync += nf_ctr.eq(Mux(last_nf, 0, nf_ctr + 1))
             with m.If(last_beat):
                 if nbuf == 2:
                     for k in range(2):
@@ -431,62 +558,72 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.weights = wrom = Memory(shape=unsigned(p.pe * p.simd * p.weight_precision), depth=max(2, p.cycles),
                                              init=self._rom_rows(p.weight_rows), attrs=self._rom_attrs(p.rom_style))
         d.w_rd = w_rd = wrom.read_port(domain="sync")
-        m.d.comb += [w_rd.addr.eq(addr), w_rd.en.eq(d.advance)]
+        m.d.comb += w_rd.addr.eq(addr)
+        if nbuf == 0:
+            d.cur_buf = Signal(d.buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
+            m.d.comb += d.cur_buf.eq(self.i.payload)
+        elif nbuf == 2:
+            # A named signal, not the Mux expression itself: Amaranth's domain lowering copies a shared
+            # expression once per use, so each of the SF word slices would get its own copy of this
+            # whole buf_w-bit multiplexer (CNV: 794k of the netlist's 949k cell output bits).
+            d.cur_buf = Signal(d.buf_w, name="cur_buf")
+            m.d.comb += d.cur_buf.eq(Mux(d.rd_sel, d.bufs[1], d.bufs[0]))
+        else:
+            d.cur_buf = d.bufs[0]
 
     def _first_stage(self, m: Module, d: _Datapath) -> None:
-        """Stage 1: ROM data is here; registered copies of the issue-stage control and the SIMD word.
-        Registers that only matter beside a valid flag are reset-less: a reset then never meets
-        their enable logic (an iCE40 flip-flop's reset acts only while it is enabled)."""
+        """Stage 1: the ROM's data is here, beside registered copies of the issue stage's control and
+        the SIMD word; ``rom_registers`` more stages register the ROM's output (the first one a block
+        RAM's output register) and the rest beside it. Data registers are reset-less: only valid flags reset."""
         p = self._p
-        s1_valid, s1_done = Signal(), Signal()
-        s1_first, s1_last = Signal(reset_less=True), Signal(reset_less=True)
-        d.s1_valid, d.s1_done, d.s1_first, d.s1_last = s1_valid, s1_done, s1_first, s1_last
-        # The PE array's last_word is s1_sf == SF − 1, which equals s1_last. With s1_last itself (and the
-        # class chain of the time) Yosys 0.70's abc9 failed an internal assertion on the ULX3S build;
-        # tests/test_board_build.py now runs that synthesis in the default tier. Both forms are correct:
-        # this one is the netlist the recorded measurements (docs/benchmarks.md) were made on.
-        d.s1_sf = Signal(range(max(2, p.sf)), name="s1_sf", reset_less=True)
-        d.s1_x = Signal(d.word_w, name="s1_x", reset_less=True)
-        if d.nbuf == 0:
-            cur_buf = Signal(d.buf_w, name="in_beat")     # the beat, zero-extended to whole SIMD words
-            m.d.comb += cur_buf.eq(self.i.payload)
-        elif d.nbuf == 2:
-            # A named signal, not the Mux expression itself: Amaranth's domain lowering copies a shared
-            # expression once per use, so each of the SF word slices below would get its own copy of
-            # this whole buf_w-bit multiplexer (CNV: 794k of the netlist's 949k cell output bits).
-            cur_buf = Signal(d.buf_w, name="cur_buf")
-            m.d.comb += cur_buf.eq(Mux(d.rd_sel, d.bufs[1], d.bufs[0]))
+        first, last = Signal(name="s1_first", reset_less=True), Signal(name="s1_last", reset_less=True)
+        valid, done = Signal(name="s1_valid"), Signal(name="s1_done")
+        m.d.sync += [valid.eq(d.issue), first.eq(d.first_word), last.eq(d.last_sf),
+                     done.eq(d.issue & d.last_beat)]
+        if d.late_nf:
+            # the group index of the word in stage 1, counted from stage 1's own flags
+            nf1 = Signal(range(max(2, p.nf)), name="nf_s1")
+            if p.nf > 1:
+                last_nf1 = Signal(name="last_nf_s1")
+                with m.If(valid & last):
+                    m.d.sync += [nf1.eq(Mux(last_nf1, 0, nf1 + 1)), last_nf1.eq(~last_nf1 & (nf1 == p.nf - 2))]
+            d.nf_pipe = [None, nf1]
         else:
-            cur_buf = d.bufs[0]
-        with m.If(d.advance):
-            m.d.sync += [d.s1_valid.eq(d.issue), d.s1_first.eq(d.sf_ctr == 0), d.s1_last.eq(d.last_sf),
-                         d.s1_done.eq(d.issue & d.last_beat), d.s1_sf.eq(d.sf_ctr),
-                         d.s1_x.eq(self._select_word(m, cur_buf, d.sf_ctr, d.word_hot, d.word_w))]
+            d.nf_pipe = [d.nf_ctr]
+        # The SIMD word meets the ROM data 1 + rom_registers stages after the issue stage; those
+        # registers sit inside the word select's tree (spread over its levels), so they cost no latency.
+        x = self._select_word(m, d.cur_buf, d.sf_ctr, d.word_hot, d.word_w, 1 + p.rom_registers)
+        w = d.w_rd.data
+        for k in range(p.rom_registers):
+            w = self._delay(m, w, 1, f"w_rd{k}")
+            regs = (Signal(name=f"r{k}_valid"), Signal(name=f"r{k}_first", reset_less=True),
+                    Signal(name=f"r{k}_last", reset_less=True), Signal(name=f"r{k}_done"))
+            m.d.sync += [r.eq(v) for r, v in zip(regs, (valid, first, last, done))]
+            valid, first, last, done = regs
+        d.pe_w, d.pe_x = w, x
+        d.pe_ctl = (valid, first, last, done)
 
     def _pipeline_control(self, m: Module, d: _Datapath) -> None:
-        """Stages 2 .. 1 + P: the PE array's pipeline; the control travels beside it."""
-        ctl = [(d.s1_valid, d.s1_first, d.s1_last, d.s1_done)]
+        """The PE array's P stages: the control travels beside them, free-running."""
+        ctl = [d.pe_ctl]
         for k in range(1, self._p.pipeline + 1):
             regs = (Signal(name=f"p{k}_valid"), Signal(name=f"p{k}_first", reset_less=True),
                     Signal(name=f"p{k}_last", reset_less=True), Signal(name=f"p{k}_done"))
-            with m.If(d.advance):
-                m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
+            m.d.sync += [r.eq(v) for r, v in zip(regs, ctl[-1])]
             ctl.append(regs)
         d.c_valid, d.c_first, d.c_last, d.c_done = ctl[-1]
 
     def _constant_roms(self, m: Module, d: _Datapath) -> None:
-        """Per-channel constant ROMs (−T, or scale and offset) are read one stage before the last, so
-        that their data meets the last stage: the neuron-fold index travels beside every stage but
-        the last (none when P = 0)."""
+        """Per-channel constant ROMs (−T, or L thresholds, or scale and offset), addressed by the
+        neuron-fold index delayed so that their data meets the stage that uses it: the accumulator's
+        start (−T) or the final accumulator (thresholds of L ≥ 2 levels, the affine head); with
+        ``rom_registers`` their output is registered as often, and the index is read as much earlier."""
         p = self._p
-        const_addr = d.nf_ctr
-        # a binary search reads its first threshold in the stage after the last (search stage 0)
-        for k in range(p.pipeline + (1 if p.search_stages else 0)):
-            nf_k = Signal(range(max(2, p.nf)), name="s1_nf" if k == 0 else f"p{k}_nf", reset_less=True)
-            with m.If(d.advance):
-                m.d.sync += nf_k.eq(const_addr)
-            const_addr = nf_k
-        d.const_nf = const_addr
+        reg = p.rom_registers
+        acc_stage = 1 + reg + p.pipeline          # the accumulator takes the PE array's partial sums
+        d.fin_stage = acc_stage + 1               # the accumulator holds a group's final value
+        need = acc_stage if (not p.scores and p.levels == 1) else d.fin_stage
+        d.const_nf = self._nf_at(m, d, need - 1 - reg)
         d.chan_ports = {}
         for name, rows, width in (("thresholds", () if p.scores else p.threshold_rows,
                                    p.threshold_width * p.threshold_fields),
@@ -496,23 +633,36 @@ class MatrixVectorUnit(wiring.Component):
                 m.submodules[name] = rom = Memory(shape=unsigned(width), depth=max(2, p.nf),
                                                   init=self._rom_rows(rows), attrs=self._rom_attrs(p.const_rom_style))
                 port = rom.read_port(domain="sync")
-                m.d.comb += [port.addr.eq(const_addr), port.en.eq(d.advance)]
-                d.chan_ports[name] = port
+                m.d.comb += port.addr.eq(d.const_nf)
+                d.chan_ports[name] = self._delay(m, port.data, reg, f"{name}_rd")
+
+    def _nf_at(self, m: Module, d: _Datapath, stage: int):
+        """The neuron-fold index of the word in ``stage`` (0: the issue stage)."""
+        assert d.nf_pipe[stage] is not None if stage < len(d.nf_pipe) else True, "no group index at the issue stage"
+        while len(d.nf_pipe) <= stage:
+            k = len(d.nf_pipe)
+            nf = Signal(len(d.nf_pipe[-1]), name=f"nf_s{k}", reset_less=True)
+            m.d.sync += nf.eq(d.nf_pipe[-1])
+            d.nf_pipe.append(nf)
+        return d.nf_pipe[stage]
 
     def _accumulate(self, m: Module, d: _Datapath) -> None:
-        """The PE array and its accumulators: each starts at −T (thresholds) or 0 (scores, L ≥ 2 thresholds)."""
+        """The PE array and its accumulators: each starts at −T (thresholds) or 0 (scores, L ≥ 2
+        thresholds) and adds while its word is valid; the group's final value is in the register the
+        cycle after its last word (``fin_group``, ``fin_done``: the frame's last group)."""
         p = self._p
         tail = p.n_in - (p.sf - 1) * p.simd       # real lanes in the last SIMD word
         acc_w = p.acc_width
         codes = dict(codes=True, weight_precision=p.weight_precision) if p.codes else {}
         m.submodules.pe_array = lanes = PEArray(p.pe, p.simd, p.pixel_bits if p.codes else p.pe_pixel_bits, tail, acc_w,
                                                 lut_inputs=p.lut_inputs, compressor=p.compressor,
-                                                carry_adders=p.carry_adders, stages=p.pipeline, **codes)
-        m.d.comb += [lanes.x.eq(d.s1_x), lanes.w.eq(d.w_rd.data), lanes.last_word.eq(d.s1_sf == p.sf - 1),
-                     lanes.en.eq(d.advance)]
+                                                carry_adders=p.carry_adders, stages=p.pipeline,
+                                                levels_per_stage=p.levels_per_stage, **codes)
+        valid, first, last, _ = d.pe_ctl
+        m.d.comb += [lanes.x.eq(d.pe_x), lanes.w.eq(d.pe_w), lanes.last_word.eq(last), lanes.en.eq(1)]
         # All PE accumulators live in one wide register: one signal update per cycle in simulation.
         acc_all = Signal(p.pe * acc_w, name="acc", reset_less=True)
-        d.acc_next_all = acc_next_all = Signal(p.pe * acc_w, name="acc_next")
+        acc_next_all = Signal(p.pe * acc_w, name="acc_next")
         is_signed = p.acc_signed
         lane = lambda v, j: (v[j * acc_w:(j + 1) * acc_w].as_signed() if is_signed
                              else v[j * acc_w:(j + 1) * acc_w])
@@ -521,117 +671,176 @@ class MatrixVectorUnit(wiring.Component):
         if p.scores or p.levels > 1:
             start = lambda j: 0
         else:
-            t_data, ntw = d.chan_ports["thresholds"].data, p.threshold_width
+            t_data, ntw = d.chan_ports["thresholds"], p.threshold_width
             start = lambda j: t_data[j * ntw:(j + 1) * ntw].as_signed()
         m.d.comb += acc_next_all.eq(Cat(*(resize(Mux(d.c_first, start(j), lane(acc_all, j)) + partial(j),
                                                  acc_w, signed_value=is_signed) for j in range(p.pe))))
-        with m.If(d.advance & d.c_valid):
+        with m.If(d.c_valid):
             m.d.sync += acc_all.eq(acc_next_all)
-        d.acc_next = [lane(acc_next_all, j) for j in range(p.pe)]
+        d.fin_group, d.fin_done = Signal(name="fin_group"), Signal(name="fin_done")
+        m.d.sync += [d.fin_group.eq(d.c_valid & d.c_last), d.fin_done.eq(d.c_done)]
+        d.acc_all = acc_all
+        d.acc = [lane(acc_all, j) for j in range(p.pe)]
 
     def _collect_and_output(self, m: Module, d: _Datapath) -> None:
-        """Per-neuron-fold results are collected until the frame is complete, then the output register
-        takes the frame; the stall condition and (without an input buffer) i.ready are set here."""
+        """Each finished group of PE results shifts into the result register; a frame's last group
+        completes it, and the frame (with its class index, if the tournament is pipelined) goes into
+        the output slots, which the credits keep from ever overflowing."""
         p = self._p
+        group, done = d.fin_group, d.fin_done
         if p.scores:
-            lane_vals = self._scores(m, d.acc_next, d.chan_ports)
+            lane_vals = self._scores(m, d.acc, d.chan_ports)
             field_w = p.score_width
-            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
         elif p.search_stages:
-            lane_vals, (fin_valid, fin_last, frame_done) = self._search(m, d)
+            lane_vals, (group, done) = self._search(m, d)
             field_w = p.out_bits
         elif p.levels > 1:
-            lane_vals = self._levels(m, d.acc_next, d.chan_ports["thresholds"].data)
+            lane_vals = self._levels(m, d.acc, d.chan_ports["thresholds"])
             field_w = p.out_bits
-            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
         else:
             acc_w = p.acc_width
-            lane_vals = [~d.acc_next_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
+            lane_vals = [~d.acc_all[(j + 1) * acc_w - 1] for j in range(p.pe)]     # acc − T ≥ 0
             field_w = 1
-            fin_valid, fin_last, frame_done = d.c_valid, d.c_last, d.c_done
-        # frame_done = valid & last & (the last neuron fold) of the final stage, registered
-        held = Signal()                # a finished frame meets a full output register (both flip-flops)
-        m.d.comb += [held.eq(frame_done & d.o_full), d.advance.eq(~held | self.o.ready)]
-        stages = p.pipeline + p.search_stages
-        if d.nbuf == 0 and p.cycles > stages + 1:
-            # = refill without o.ready: a frame's done flag reaches the final stage P + B + 1 advancing
-            # cycles after its last word was issued (B: binary-search stages), when at most P + B words
-            # of the next frame are issued (addr ≤ P + B < K − 1), so `held` and `last_beat` are never
-            # 1 together and the unit always
-            # advances when it takes a beat. No combinational path then runs from o.ready to i.ready:
-            # a network's ready chain stops at every unit instead of crossing all of them in a cycle.
-            m.d.comb += self.i.ready.eq(self.i.valid & d.last_beat)
-        elif d.nbuf == 0:
-            m.d.comb += self.i.ready.eq(d.refill)
+        if p.compare_register:
+            lane_vals = [self._delay(m, v, 1, f"lane{j}") for j, v in enumerate(lane_vals)]
+            group, done = self._delay(m, group, 1, "cmp_group", False), self._delay(m, done, 1, "cmp_done", False)
 
         group_w = p.pe * field_w
-        # Groups 0 .. NF−2 wait here; the last group goes straight to the output register. Groups
-        # finish in order, so the register shifts one group in at the top each time (after NF − 1
-        # shifts group 0 is at the bottom): no group decoder, and its enable is one LUT after
-        # `advance`. The last group shifts in as well; the output register has taken the frame then.
+        # Groups 0 .. NF−2 wait here; the last group goes straight on with them. Groups finish in
+        # order, so the register shifts one group in at the top each time (after NF − 1 shifts group 0
+        # is at the bottom): no group decoder, and its enable is a flip-flop.
         result = Signal(max(1, (p.nf - 1) * group_w), name="result", reset_less=True)
         if p.nf > 1:
-            with m.If(d.advance & fin_valid & fin_last):
+            with m.If(group):
                 m.d.sync += result.eq(Cat(result[group_w:], *lane_vals))
-
-        res_w = p.nf * group_w
-        obuf = Signal(res_w, name="out_buf", reset_less=True)
-        m.d.comb += self.o.valid.eq(d.o_full)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += d.o_full.eq(0)
-        with m.If(d.advance & frame_done):
-            done = Cat(result[:(p.nf - 1) * group_w], *lane_vals) if p.nf > 1 else Cat(*lane_vals)
-            m.d.sync += [obuf.eq(done), d.o_full.eq(1)]
+        frame = Cat(result[:(p.nf - 1) * group_w], *lane_vals) if p.nf > 1 else Cat(*lane_vals)
+        vec_w = p.nf * group_w
+        cls = None
+        if p.scores and p.class_index and p.class_levels_per_stage:
+            frame, done, cls = self._class_pipeline(m, frame, done)
+        entry = Cat(frame, cls) if cls is not None else frame
+        head = self._output_slots(m, d, entry, done)
         if p.scores:
-            scores = [obuf[c * field_w:(c + 1) * field_w].as_signed() for c in range(p.n_out)]
+            scores = [head[c * field_w:(c + 1) * field_w].as_signed() for c in range(p.n_out)]
             m.d.comb += [self.o.payload.scores[c].eq(scores[c]) for c in range(p.n_out)]
-            if p.class_index:
+            if cls is not None:
+                m.d.comb += self.o.payload.cls.eq(head[vec_w:])
+            elif p.class_index:
                 m.d.comb += self.o.payload.cls.eq(argmax_tree(m, scores))
         else:
-            m.d.comb += self.o.payload.eq(obuf[:p.n_out * p.out_bits])
+            m.d.comb += self.o.payload.eq(head[:p.n_out * p.out_bits])
 
-    def _select_word(self, m: Module, buf, index, hot, width: int):
-        """buf[index*width +: width]: a multiplexer on ``index`` (lint-clean, unlike a variable shift),
-        or with ``hot`` (one-hot index) an AND-OR tree. On 4-input LUTs the AND-OR is log4(2·SF)
-        levels deep (a LUT takes two word bits and their two select bits; no index decoder), where
-        the multiplexer was eight levels for SF = 64: the UP5K's critical path at 48 MHz."""
-        if self._p.sf == 1:
-            return buf[:width]
-        words = [buf[k * width:(k + 1) * width] for k in range(self._p.sf)]
-        if hot is not None:
-            terms = [Mux(hot[k], words[k], 0) for k in range(self._p.sf)]
-            while len(terms) > 1:
-                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-            picked = Signal(width, name="word_picked")
-            m.d.comb += picked.eq(terms[0])
-            return picked
-        # Cover every index value (unreachable ones repeat word 0) so the case statement is complete.
-        words += [words[0]] * ((1 << len(index)) - len(words))
-        return Array(words)[index]
+    def _class_pipeline(self, m: Module, frame, load):
+        """The class tournament in ``class_stages`` register stages of ``class_levels_per_stage``
+        compare-and-select levels each; the frame's scores travel beside it. Returns the delayed
+        (frame, load) and the class index."""
+        p = self._p
+        sw, idx_w = p.score_width, p.class_width
+        level = [(frame[c * sw:(c + 1) * sw].as_signed(), Const(c, idx_w)) for c in range(p.n_out)]
+        depth = 0
+        for s in range(p.class_stages):
+            level, depth = _matches(level, p.class_levels_per_stage, m, depth)
+            regs = []
+            for k, (value, idx) in enumerate(level):
+                rv = Signal(signed(sw), name=f"cls{s}_value{k}", reset_less=True)
+                ri = Signal(idx_w, name=f"cls{s}_index{k}", reset_less=True)
+                m.d.sync += [rv.eq(value), ri.eq(idx)]
+                regs.append((rv, ri))
+            level = regs
+            frame = self._delay(m, frame, 1, f"cls{s}_frame")
+            load = self._delay(m, load, 1, f"cls{s}_load", False)
+        return frame, load, level[0][1]
 
-    def _scores(self, m: Module, acc_next: list, ports: dict) -> list:
+    def _output_slots(self, m: Module, d: _Datapath, entry, load):
+        """``slots`` output registers as a queue that shifts toward slot 0 (``o``); returns slot 0.
+        A frame enters behind the last full slot; the credits (``pending``) guarantee one is free."""
+        p = self._p
+        q = p.slots
+        slots = [Signal(len(entry), name="out_buf" if k == 0 else f"out_buf{k}", reset_less=True) for k in range(q)]
+        full = [Signal(name="o_full" if k == 0 else f"o_full{k}") for k in range(q)]
+        pop = Signal(name="taken")
+        m.d.comb += [self.o.valid.eq(full[0]), pop.eq(full[0] & self.o.ready)]
+        issued_last = d.issue & d.last_beat
+        m.d.sync += d.pending.eq(d.pending + issued_last - pop)
+        if q == 1:
+            # The credit is taken back only once the previous frame has left: the slot is empty on load.
+            with m.If(load):
+                m.d.sync += slots[0].eq(entry)
+            m.d.sync += full[0].eq((full[0] & ~pop) | load)
+            return slots[0]
+        for k in range(q):
+            nxt = full[k + 1] if k + 1 < q else Const(0)
+            prv = full[k - 1] if k else Const(1)
+            with m.If(pop):
+                if k + 1 < q:
+                    with m.If(nxt):
+                        m.d.sync += slots[k].eq(slots[k + 1])
+                    with m.Elif(load & full[k]):
+                        m.d.sync += slots[k].eq(entry)
+                else:
+                    with m.If(load & full[k]):
+                        m.d.sync += slots[k].eq(entry)
+                m.d.sync += full[k].eq(nxt | (load & full[k]))
+            with m.Else():
+                with m.If(load & ~full[k] & prv):
+                    m.d.sync += slots[k].eq(entry)
+                m.d.sync += full[k].eq(full[k] | (load & prv))
+        return slots[0]
+
+    def _select_word(self, m: Module, buf, index, hot, width: int, stages: int):
+        """buf[index*width +: width], ``stages`` registers later: a multiplexer on ``index`` (lint-clean,
+        unlike a variable shift), or with ``hot`` (one-hot index) an AND-OR tree. On 4-input LUTs the
+        AND-OR is log4(2·SF) levels deep (a LUT takes two word bits and their two select bits; no index
+        decoder), where the multiplexer was eight levels for SF = 64; its registers are spread over the
+        OR levels (four LUT levels at SF = 64 were the UP5K's critical path at 58.6 MHz), the
+        multiplexer's all follow it."""
+        sf = self._p.sf
+        words = [buf[k * width:(k + 1) * width] for k in range(sf)]
+        if sf == 1 or hot is None:
+            if sf == 1:
+                picked = words[0]
+            else:
+                # Cover every index value (unreachable ones repeat word 0): a complete case statement.
+                words += [words[0]] * ((1 << len(index)) - len(words))
+                picked = Array(words)[index]
+            return self._delay(m, picked, stages, "s1_x")
+        terms = [Mux(hot[k], words[k], 0) for k in range(sf)]
+        levels = (sf - 1).bit_length()
+        cuts = {round(k * levels / stages) for k in range(1, stages)} - {0}
+        regs, level = 0, 0
+        while len(terms) > 1:
+            terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+            level += 1
+            if level in cuts:
+                terms = [self._delay(m, Cat(t), 1, f"word_or{level}_{i}") for i, t in enumerate(terms)]
+                regs += 1
+        picked = Signal(width, name="word_picked")
+        m.d.comb += picked.eq(terms[0])
+        return self._delay(m, picked, stages - regs, "s1_x")
+
+    def _scores(self, m: Module, acc: list, ports: dict) -> list:
         p = self._p
         out = []
         for j in range(p.pe):
-            raw = 2 * acc_next[j] - p.n_in if p.xnor_lanes and not p.codes else acc_next[j]
+            raw = 2 * acc[j] - p.n_in if p.xnor_lanes and not p.codes else acc[j]
             if p.scale_rows:
-                raw = raw * ports["scales"].data[j * p.scale_width:(j + 1) * p.scale_width].as_signed()
+                raw = raw * ports["scales"][j * p.scale_width:(j + 1) * p.scale_width].as_signed()
             elif p.score_scale != 1:          # one scale for every class: a constant, no multiplier
                 raw = raw * p.score_scale
             if p.offset_rows:
-                raw = raw + ports["offsets"].data[j * p.offset_width:(j + 1) * p.offset_width].as_signed()
+                raw = raw + ports["offsets"][j * p.offset_width:(j + 1) * p.offset_width].as_signed()
             out.append(resize(raw, p.score_width, signed_value=True))
         return out
 
-    def _levels(self, m: Module, acc_next: list, t_data) -> list:
+    def _levels(self, m: Module, acc: list, t_data) -> list:
         """L ≥ 2 thresholds: q_j = Σ_k [A_j ≥ T_jk], a bank of L comparators per PE lane on the final
-        accumulator value (combinational, where L = 1 takes the sign bit), out_bits per lane."""
+        accumulator value (in the stage where L = 1 takes the sign bit), out_bits per lane."""
         p = self._p
         n_levels, tw = p.levels, p.threshold_width
         out = []
         for j in range(p.pe):
             reached = Signal(n_levels, name=f"reached{j}")
-            m.d.comb += reached.eq(Cat(*(acc_next[j] >= t_data[(j * n_levels + k) * tw:(j * n_levels + k + 1) * tw]
+            m.d.comb += reached.eq(Cat(*(acc[j] >= t_data[(j * n_levels + k) * tw:(j * n_levels + k + 1) * tw]
                                          .as_signed() for k in range(n_levels))))
             level = Signal(p.out_bits, name=f"level{j}")
             m.d.comb += level.eq(tree_sum([reached[k] for k in range(n_levels)], m, f"level{j}"))
@@ -639,43 +848,46 @@ class MatrixVectorUnit(wiring.Component):
         return out
 
     def _search(self, m: Module, d: _Datapath):
-        """L ≥ 2 thresholds by a pipelined binary search (module docstring): B register stages after
-        the accumulator, each comparing A with the threshold its prefix selects. Returns the lanes'
-        codes q (B bits each) and the (valid, last, done) flags of the final search stage."""
+        """L ≥ 2 thresholds by a pipelined binary search (module docstring): stage 0 compares the final
+        accumulator with the threshold of its lane, each further stage is a register that compares A
+        with the threshold its prefix selects. Returns the lanes' codes q (B bits each) and the
+        (group, done) flags of the final search stage."""
         p = self._p
         n_stages, tw, acc_w = p.search_stages, p.threshold_width, p.acc_width
-        valid, last, done, nf = d.c_valid, d.c_last, d.c_done, d.const_nf
-        acc = d.acc_next                                   # the accumulators, final when `last`
+        group, done = d.fin_group, d.fin_done
+        nf = self._nf_at(m, d, d.fin_stage)
+        acc = d.acc                                        # stage 0: the accumulators themselves
         prefixes = [None] * p.pe
-        t_data = d.chan_ports["thresholds"].data           # stage 0's thresholds, read one stage early
+        t_data = d.chan_ports["thresholds"]                # stage 0's thresholds, read to meet it
         stage_t = [t_data[j * tw:(j + 1) * tw].as_signed() for j in range(p.pe)]
         for t in range(n_stages):
-            regs = (Signal(name=f"q{t}_valid"), Signal(name=f"q{t}_last", reset_less=True),
-                    Signal(name=f"q{t}_done"))
-            nf_t = Signal(len(nf), name=f"q{t}_nf", reset_less=True)
-            acc_t = [Signal(signed(acc_w), name=f"q{t}_acc{j}", reset_less=True) for j in range(p.pe)]
-            pre_t = [Signal(t, name=f"q{t}_prefix{j}", reset_less=True) if t else None for j in range(p.pe)]
-            with m.If(d.advance):
-                m.d.sync += [r.eq(v) for r, v in zip(regs, (valid, last, done))]
+            if t:
+                regs = (Signal(name=f"q{t}_group"), Signal(name=f"q{t}_done"))
+                nf_t = Signal(len(nf), name=f"q{t}_nf", reset_less=True)
+                acc_t = [Signal(signed(acc_w), name=f"q{t}_acc{j}", reset_less=True) for j in range(p.pe)]
+                pre_t = [Signal(t, name=f"q{t}_prefix{j}", reset_less=True) for j in range(p.pe)]
+                m.d.sync += [r.eq(v) for r, v in zip(regs, (group, done))]
                 m.d.sync += [nf_t.eq(nf)] + [a.eq(v) for a, v in zip(acc_t, acc)]
-                m.d.sync += [r.eq(v) for r, v in zip(pre_t, prefixes) if r is not None]
+                m.d.sync += [r.eq(v) for r, v in zip(pre_t, prefixes)]
+                (group, done), nf, acc = regs, nf_t, acc_t
+            else:
+                pre_t = [None] * p.pe
             next_t = []
             for j in range(p.pe):
                 bit = Signal(name=f"q{t}_bit{j}")
-                m.d.comb += bit.eq(acc_t[j] >= stage_t[j])
+                m.d.comb += bit.eq(acc[j] >= stage_t[j])
                 prefixes[j] = Cat(bit, pre_t[j]) if t else bit     # q's bits so far, the newest lowest
                 if t + 1 < n_stages:        # the next stage's threshold: row nf·2^(t+1) + prefix
                     rom = Memory(shape=unsigned(tw), depth=p.nf << (t + 1), init=list(p.search_rows[t][j]),
                                  attrs=self._rom_attrs(p.const_rom_style))
                     m.submodules[f"search{t + 1}_{j}"] = rom
                     port = rom.read_port(domain="sync")
-                    m.d.comb += [port.addr.eq(Cat(prefixes[j], nf_t)), port.en.eq(d.advance)]
+                    m.d.comb += port.addr.eq(Cat(prefixes[j], nf))
                     next_t.append(port.data.as_signed())
             stage_t = next_t
-            valid, last, done, nf, acc = regs + (nf_t, acc_t)
         codes = []
         for j in range(p.pe):
             q = Signal(n_stages, name=f"level{j}")
             m.d.comb += q.eq(prefixes[j])
             codes.append(q)
-        return codes, (valid, last, done)
+        return codes, (group, done)

@@ -6,7 +6,7 @@ long; the line idles at 1. ``divisor_for`` (hw/board_top.py) picks the divisor o
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,7 +62,9 @@ class UARTReceiver(wiring.Component):
         rx_line = Signal(init=1)          # the synchronised line
         m.d.sync += [rx_meta.eq(self.rx), rx_line.eq(rx_meta)]
 
-        timer = Signal(range(d))
+        # The bit timer counts down to −1: its sign bit is "the time is up" (no comparator on the path).
+        timer = Signal(signed(max(2, d.bit_length() + 1)))
+        expired = timer[-1]
         bit_index = Signal(range(10))     # 0: start bit, 1..8: data bits, 9: stop bit
         shift = Signal(8)
         data = Signal(8)
@@ -82,11 +84,11 @@ class UARTReceiver(wiring.Component):
                 m.d.sync += wait_for_idle.eq(0)
         with m.Elif(~receiving):
             with m.If(~rx_line):
-                m.d.sync += [timer.eq(d // 2 - 1), bit_index.eq(0), receiving.eq(1)]
-        with m.Elif(timer != 0):
+                m.d.sync += [timer.eq(d // 2 - 2), bit_index.eq(0), receiving.eq(1)]
+        with m.Elif(~expired):
             m.d.sync += timer.eq(timer - 1)
         with m.Else():
-            m.d.sync += [timer.eq(d - 1), bit_index.eq(bit_index + 1)]
+            m.d.sync += [timer.eq(d - 2), bit_index.eq(bit_index + 1)]
             with m.If(bit_index == 0):
                 with m.If(rx_line):
                     m.d.sync += receiving.eq(0)       # a glitch, not a start bit
@@ -100,11 +102,15 @@ class UARTReceiver(wiring.Component):
 
         with m.If(self.o.ready):
             m.d.sync += valid.eq(0)
-        with m.If(byte_done):
-            with m.If(valid & ~self.o.ready):
-                m.d.sync += overrun.eq(1)
-            with m.Else():
-                m.d.sync += [data.eq(shift), valid.eq(1)]
+        # A dropped byte sets the sticky flag a cycle later, from a flip-flop: the consumer's ready (a
+        # FIFO's level compare) then meets no enable but valid's (the UP5K board build's critical path
+        # ran from the receive FIFO's level through w_rdy into this flag's enable, 7 ns of it routing).
+        dropped = Signal()
+        m.d.sync += dropped.eq(byte_done & valid & ~self.o.ready)
+        with m.If(dropped):
+            m.d.sync += overrun.eq(1)
+        with m.If(byte_done & ~(valid & ~self.o.ready)):
+            m.d.sync += [data.eq(shift), valid.eq(1)]
         return m
 
 
@@ -128,26 +134,28 @@ class UARTTransmitter(wiring.Component):
         m = Module()
         d = self.divisor
         line = Signal(init=1)
-        shift = Signal(9)                 # data bits, then the stop bit
+        shift = Signal(9, reset_less=True)     # data bits, then the stop bit
         bits_left = Signal(range(10))
-        timer = Signal(range(d))
+        # The bit timer counts down to −1: its sign bit is "the bit time is up" (no comparator).
+        timer = Signal(signed(max(2, d.bit_length() + 1)), reset_less=True)
+        expired = timer[-1]
         busy = Signal()
-        # busy & timer == 0 & bits_left == 0 (the stop bit's last cycle), registered one cycle ahead
-        # (divisor ≥ 2: no load lands on timer == 1): i.ready is then one LUT from flip-flops.
+        # busy & (the bit time ends next cycle) & bits_left == 0 (the stop bit's last cycle), registered
+        # one cycle ahead (divisor ≥ 2: no load lands on timer == 0): i.ready is one LUT of flip-flops.
         last_cycle = Signal()
-        m.d.sync += last_cycle.eq(busy & (timer == 1) & (bits_left == 0))
+        m.d.sync += last_cycle.eq(busy & (timer == 0) & (bits_left == 0))
         m.d.comb += [self.tx.eq(line), self.i.ready.eq(~busy | last_cycle)]
 
         with m.If(busy):
-            with m.If(timer != 0):
+            with m.If(~expired):
                 m.d.sync += timer.eq(timer - 1)
             with m.Else():
-                m.d.sync += timer.eq(d - 1)
+                m.d.sync += timer.eq(d - 2)
                 with m.If(bits_left != 0):
                     m.d.sync += [line.eq(shift[0]), shift.eq(shift[1:]), bits_left.eq(bits_left - 1)]
                 with m.Else():
                     m.d.sync += busy.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [line.eq(0), shift.eq(Cat(self.i.payload, 1)), bits_left.eq(9), timer.eq(d - 1),
+            m.d.sync += [line.eq(0), shift.eq(Cat(self.i.payload, 1)), bits_left.eq(9), timer.eq(d - 2),
                          busy.eq(1)]
         return m

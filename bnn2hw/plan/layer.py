@@ -19,15 +19,26 @@ from functools import cached_property
 
 import numpy as np
 
-from ..hw.mvu import MVUParams, UnitShape, extra_cycles
-from ..hw.pe_array import cut_levels, tree_levels
+from ..hw.mvu import MVUParams, UnitShape, class_stages, extra_cycles, output_slots
+from ..hw.pe_array import cut_levels, pipeline_stages, tree_levels
 from ..ir import CODES, PIXELS, ScoresDense, ThresholdConv, accumulator_range
 from ..ir.arith import layer_cycles, popcount_threshold, positions, signed_width
 from .rom import (channel_fields, channel_rom, search_roms, search_thresholds, weight_code_rom, weight_image,
                   weight_rom)
 from .target import HardwareTarget
 
-__all__ = ["LayerPlan"]
+__all__ = ["LayerPlan", "Multiplier"]
+
+
+@dataclass(frozen=True)
+class Multiplier:
+    """``count`` multiplications of ``a_bits`` × ``b_bits`` bits with a ``product_bits``-bit product that
+    a unit's hardware builds (synthesis may put each in DSP cells): what the resource estimate counts."""
+    count: int
+    a_bits: int
+    b_bits: int
+    product_bits: int
+    what: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +50,9 @@ class LayerPlan(UnitShape):
     simd: int
     target: HardwareTarget
     class_index: bool = True
+    chained: bool = False                      # fed by another matrix-vector unit (target.chain_buffers)
+    consumer: tuple[int, int | None] = (1, None)   # (cycles, input buffers) of the unit it feeds; None:
+                                               # a stream unit or the network's output (output_slots())
 
     # ---- the layer and its folding ----
     @property
@@ -68,9 +82,48 @@ class LayerPlan(UnitShape):
         return layer_cycles(self.node, self.pe, self.simd)
 
     @property
+    def input_buffers(self) -> int:
+        """The unit's input buffers: the target's, or its ``chain_buffers`` behind another unit."""
+        return self.target.chained_input_buffers if self.chained else self.target.input_buffers
+
+    @property
+    def tree_levels(self) -> int:
+        t = self.target
+        return tree_levels(self.simd, self.pixel_bits if self.codes else self.pe_pixel_bits, t.lut_inputs,
+                           t.compressor and not t.carry_adders, t.carry_adders, self.codes, self.weight_precision)
+
+    @property
+    def pipeline(self) -> int:
+        """PE-array register stages: one every ``levels_per_stage`` tree levels, or the target's count."""
+        every = self.target.levels_per_stage
+        return pipeline_stages(self.tree_levels, every) if every else self.target.pipeline
+
+    @property
+    def compare_register(self) -> bool:
+        """A register after the comparator bank or the affine score, where the target asks for one."""
+        logic = (self.multi_threshold and not self.search_stages) or self.has_affine
+        return self.target.compare_register and logic
+
+    @property
+    def class_levels_per_stage(self) -> int:
+        return self.target.class_levels_per_stage if self.scores and self.class_index else 0
+
+    @property
+    def class_stages(self) -> int:
+        return class_stages(self.n_out, self.class_levels_per_stage)
+
+    @property
     def pipeline_cycles(self) -> int:
         """Cycles the unit's latency adds to K (hw/mvu.py)."""
-        return extra_cycles(self.target.input_buffers, self.target.pipeline, self.search_stages)
+        return extra_cycles(self.input_buffers, self.pipeline, self.search_stages, self.target.rom_registers,
+                            self.compare_register, self.class_stages)
+
+    @property
+    def out_slots(self) -> int:
+        """Output slots Q for the unit this one feeds (hw/mvu.output_slots)."""
+        latency = extra_cycles(0, self.pipeline, self.search_stages, self.target.rom_registers,
+                               self.compare_register, self.class_stages) + 1
+        return output_slots(latency, self.cycles, *self.consumer)
 
     @property
     def latency_cycles(self) -> int:
@@ -236,6 +289,30 @@ class LayerPlan(UnitShape):
         """Bits per output channel: a score, or one output bit or code."""
         return self.score_width if self.scores else self.node.out_bits
 
+    # ---- multiplications ----
+    @property
+    def pixel_multiplier(self) -> bool:
+        """Whether the pixel lanes' D·(2·C − V) (D = 2^bits − 1) is a multiplier. It is not: the PE
+        array builds it as shifts and adds, (C << bits + 1) − (C << 1) and one of two constants D·V
+        (hw/pe_array.py; as a product, Yosys put it in an ECP5 DSP, 3.9 ns of a 12.4 ns path)."""
+        return False
+
+    @property
+    def multipliers(self) -> tuple[Multiplier, ...]:
+        """The multiplications this unit's hardware builds: an affine head's raw score × its class's
+        scale, one per PE (none with one common scale: a constant), and the pixel lanes' D·(2·C − V)
+        where :attr:`pixel_multiplier` says it is one. Binary and codes lanes build none."""
+        out = []
+        px = self.pe_pixel_bits
+        if self.pixel_multiplier and px >= 2 and not self.codes:
+            a, b = px + 1, self.simd.bit_length() + 2
+            out.append(Multiplier(self.pe, a, b, min(a + b, self.acc_width - 1),
+                                  f"the constant {(1 << px) - 1} × (2·C − V) of the pixel sums"))
+        if self.has_affine and self.common_scale is None:
+            out.append(Multiplier(self.pe, self.raw_width, self.scale_width, self.raw_width + self.scale_width,
+                                  "raw score × scale of the affine head"))
+        return tuple(out)
+
     # ---- ROMs ----
     @property
     def weight_rom_bits(self) -> int:
@@ -315,10 +392,7 @@ class LayerPlan(UnitShape):
     @property
     def pipeline_cuts(self) -> tuple[frozenset[int], int]:
         """(tree levels with pipeline registers inside the PE trees, registers at the PE output)."""
-        t = self.target
-        levels = tree_levels(self.simd, self.pe_pixel_bits, t.lut_inputs, t.compressor and not t.carry_adders,
-                             t.carry_adders, self.codes)
-        cuts, out_regs = cut_levels(t.pipeline, levels)
+        cuts, out_regs = cut_levels(self.pipeline, self.tree_levels, self.target.levels_per_stage)
         return frozenset(cuts), out_regs
 
     @cached_property
@@ -348,5 +422,8 @@ class LayerPlan(UnitShape):
         return MVUParams(n_in=self.n_in, n_out=self.n_out, pe=self.pe, simd=self.simd, pixel_bits=self.pixel_bits,
                          weight_rows=self.weight_rows, acc_width=self.acc_width,
                          lut_inputs=t.lut_inputs, compressor=t.compressor, carry_adders=t.carry_adders,
-                         pipeline=t.pipeline, input_buffers=t.input_buffers, onehot_select=t.onehot_select,
+                         pipeline=self.pipeline, levels_per_stage=t.levels_per_stage,
+                         input_buffers=self.input_buffers, onehot_select=t.onehot_select,
+                         rom_registers=t.rom_registers, compare_register=self.compare_register,
+                         class_levels_per_stage=self.class_levels_per_stage, out_slots=self.out_slots,
                          rom_style=self.rom_style, const_rom_style=self.const_rom_style, **extra)

@@ -10,7 +10,7 @@ the initiation interval and its bottleneck, and the latency. Everything after it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ..hw import CollectParams, ConvParams, MaxPoolParams, ThresholdParams, WindowParams
@@ -178,4 +178,20 @@ def plan_network(graph: Graph, target: HardwareTarget | str | None = None, foldi
                 stages.append(StagePlan("flatten", unit=StreamUnitPlan("flatten", "collect", collect)))
                 image = None
             stages.append(StagePlan(node.name, layer(node)))
-    return NetworkPlan(graph, target, tuple(stages))
+    return NetworkPlan(graph, target, _link(stages))
+
+
+def _link(stages: list) -> tuple:
+    """Each dense unit fed by another takes the target's chain buffers, and every unit learns the
+    rate and buffers of the unit it feeds (its output slots: hw/mvu.output_slots). A stream unit
+    (window, pool, collector) or the network's output takes a beat when offered."""
+    dense = lambda s: s is not None and s.layer is not None and s.unit is None
+    out = list(stages)
+    for k, s in enumerate(out):
+        if dense(s) and k and dense(stages[k - 1]):
+            out[k] = replace(s, layer=replace(s.layer, chained=True))
+    for k, s in enumerate(out):
+        if s.layer is not None and k + 1 < len(out) and dense(out[k + 1]):
+            nxt = out[k + 1].layer
+            out[k] = replace(s, layer=replace(s.layer, consumer=(nxt.cycles, nxt.input_buffers)))
+    return tuple(out)

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HardwareTarget", "GENERIC", "XILINX_7", "ICE40_UP5K", "ECP5", "TARGETS", "target_for"]
+__all__ = ["HardwareTarget", "GENERIC", "XILINX_7", "ICE40_UP5K", "ICE40_UP5K_COMPACT", "ECP5", "TARGETS",
+           "target_for"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ class HardwareTarget:
     logic_rom_max_rows: int | None = None
     onehot_select: bool = False
     comparator_levels: int = 15
+    levels_per_stage: int = 0
+    rom_registers: int = 0
+    compare_register: bool = False
+    class_levels_per_stage: int = 0
+    chain_buffers: int | None = None
+
+    @property
+    def chained_input_buffers(self) -> int:
+        """Input buffers of a matrix-vector unit fed by another one (``chain_buffers``, else
+        ``input_buffers``)."""
+        return self.input_buffers if self.chain_buffers is None else self.chain_buffers
 
     def __post_init__(self):
         if self.lut_inputs not in (4, 5, 6):
@@ -64,6 +76,13 @@ class HardwareTarget:
             raise ValueError(f"comparator_levels must be a positive integer, not {self.comparator_levels!r}")
         if self.small_rom_style not in ("logic", ""):
             raise ValueError(f"small_rom_style must be 'logic' or '', not {self.small_rom_style!r}")
+        for name in ("levels_per_stage", "class_levels_per_stage"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value <= 16:
+                raise ValueError(f"{name} must be an integer in 0..16, not {value!r}")
+        if self.chain_buffers not in (None, 0, 1, 2) or self.input_buffers not in (0, 1, 2):
+            raise ValueError(f"input_buffers and chain_buffers must be 0, 1 or 2, not {self.input_buffers!r} and "
+                             f"{self.chain_buffers!r}")
 
     def rom_style(self, bits: int, rows: int = 0) -> str:
         """``MVUParams.rom_style`` for a ROM of ``bits`` bits in ``rows`` rows."""
@@ -78,11 +97,12 @@ class HardwareTarget:
 GENERIC = HardwareTarget()
 #: Xilinx 7-series (LUT6, CARRY4, RAMB18/36, LUT RAM). Two stages: one register after the XNOR level,
 #: which keeps abc9 from restructuring across it (fewer LUTs), and one before the accumulator.
-#: No input buffers on the board targets: a chain of units then holds each intermediate vector twice
-#: (the producer's result and output registers) instead of three or four times, and the
-#: multiplexer that picks a SIMD word has one source instead of two.
+#: No input buffer in the first unit; one in every chained unit: a unit that read its SIMD words
+#: from its producer's held output would need the producer to keep a second output slot (its credits,
+#: hw/mvu.output_slots), a 2:1 multiplexer per bit: FINN's LFC measured 18,890 LUTs that way and
+#: 15,802 with the buffer (a flip-flop with an enable, which a Xilinx slice has free beside its LUTs).
 XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2, bram_min_bits=4096,
-                          input_buffers=0)
+                          input_buffers=0, chain_buffers=1)
 #: Lattice iCE40 UP5K (LUT4 + SB_CARRY, 30 × 4-kbit SB_RAM40_4K, no LUT RAM). On a 5,280-cell part
 #: the buffer flip-flops (which pack with no LUT) cost as many cells as the logic of the layers.
 #: A ROM of more than 64 rows goes to block RAM however small: in LUT4 logic its address decoder and
@@ -90,13 +110,24 @@ XILINX_7 = HardwareTarget("xilinx-7", lut_inputs=6, compressor=True, pipeline=2,
 #: critical path at 36 MHz). Three pipeline stages: the third cuts the carry-adder trees in the
 #: middle (at SIMD 16 the rest of the tree after level 1 was the critical path at 40 MHz), for a few
 #: flip-flops per PE and one cycle of latency per unit.
-ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, pipeline=3, bram_min_bits=2048,
-                            input_buffers=0, logic_rom_max_rows=64, onehot_select=True)
+ICE40_UP5K = HardwareTarget("ice40-up5k", lut_inputs=4, carry_adders=True, bram_min_bits=2048,
+                            input_buffers=1, logic_rom_max_rows=64, onehot_select=True, levels_per_stage=1,
+                            rom_registers=1, compare_register=True, class_levels_per_stage=1, chain_buffers=1)
+#: The UP5K's units for clocks up to ``Family.compact_max_mhz`` (36 MHz; the board's 12 MHz oscillator
+#: by default): three PE stages spread over the trees, no input buffer in the first unit, one in every
+#: chained unit (without it a producer needs a second output slot, a 2:1 multiplexer per bit), and no
+#: ROM, comparator or class-tournament registers. The pipelined target's registers fill a 5,280-cell
+#: part: the W2A2 digits MLP's network measures 3,769 flip-flops with them, 2,351 without
+#: (docs/benchmarks.md), and its board build no longer places.
+ICE40_UP5K_COMPACT = HardwareTarget("ice40-up5k-compact", lut_inputs=4, carry_adders=True, pipeline=3,
+                                    bram_min_bits=2048, input_buffers=0, chain_buffers=1, logic_rom_max_rows=64,
+                                    onehot_select=True)
 #: Lattice ECP5 (LUT4, CCU2C carry, 18-kbit DP16KD, DPR16X4 LUT RAM).
-ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, pipeline=1, bram_min_bits=4096, small_rom_style="logic",
-                      input_buffers=0, onehot_select=True)
+ECP5 = HardwareTarget("ecp5", lut_inputs=4, compressor=True, bram_min_bits=4096, small_rom_style="logic",
+                      input_buffers=0, onehot_select=True, levels_per_stage=2, rom_registers=2,
+                      compare_register=True, class_levels_per_stage=1, chain_buffers=1)
 
-TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ECP5)}
+TARGETS = {t.name: t for t in (GENERIC, XILINX_7, ICE40_UP5K, ICE40_UP5K_COMPACT, ECP5)}
 
 
 def target_for(name: str | HardwareTarget | None) -> HardwareTarget:

@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ToolError
+from .ecp5_bram import absorb_output_registers
 from .tools import find_tool
 
 __all__ = ["FAMILIES", "Resources", "SynthResult", "synthesize", "parse_stat", "stat_module_names",
-           "tool_error_lines", "OOC_TOP", "ooc_wrapper_verilog"]
+           "tool_error_lines", "OOC_TOP", "ooc_wrapper_verilog", "synth_commands", "SYNTH_OPTIONS"]
 
 FAMILIES = ("xilinx", "ice40", "ecp5")
 
@@ -90,6 +91,7 @@ class SynthResult:
     json_path: Path | None
     json_top: str
     seconds: float
+    bram_output_registers: int = 0     # ECP5: flip-flops moved into block RAM output registers (ecp5_bram.py)
 
 
 def _resources(cells: dict, family: str) -> Resources:
@@ -233,8 +235,16 @@ OOC_TOP = "bnn2hw_ooc"
 _PORT = re.compile(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?(\\?\S+?)\s*;", re.M)
 
 
+_RTLIL_PORT = re.compile(r"^\s*wire\s+(?:width\s+(\d+)\s+)?(input|output|inout)\s+(\d+)\s+\\?(\S+)\s*$", re.M)
+
+
 def design_ports(verilog: str, top: str) -> list[tuple[str, str, int]]:
-    """(direction, name, width) of ``top``'s ports in Verilog written by Yosys (``write_verilog``)."""
+    """(direction, name, width) of ``top``'s ports in Verilog written by Yosys (``write_verilog``), or in
+    RTLIL (Amaranth's ``rtlil.convert``), in port order."""
+    match = re.search(rf"^module\s+\\{re.escape(top)}\s*$.*?^end\s*$", verilog, re.M | re.S)
+    if match is not None:                      # RTLIL
+        ports = sorted((int(k), d, n, int(w) if w else 1) for w, d, k, n in _RTLIL_PORT.findall(match[0]))
+        return [(d, n, w) for _, d, n, w in ports]
     match = re.search(rf"^module\s+\\?{re.escape(top)}\s*\(.*?^endmodule", verilog, re.M | re.S)
     if match is None:
         raise ValueError(f"no module {top!r} in the Verilog")
@@ -292,24 +302,46 @@ def ooc_wrapper_verilog(verilog: str, top: str = "bnn2hw_top", clock: str = "clk
     return "\n".join(lines) + "\n"
 
 
-def _synth_command(family: str, top: str, dsp: bool) -> str:
+#: Extra options of each family's synthesis command (after the defaults of :func:`synth_commands`),
+#: chosen by measurement on bnn2hw's designs: docs/benchmarks.md, "Timing closure (issue 17)".
+SYNTH_OPTIONS = {"xilinx": "", "ice40": "", "ecp5": ""}
+
+
+def synth_commands(family: str, top: str, *, flatten: bool = True, dsp: bool = True,
+                   options: str | None = None) -> list[str]:
+    """Yosys commands that synthesise ``top`` for ``family``: synth_xilinx (``-family xc7 -flatten
+    -noiopad``), synth_ice40 (``-dsp`` with ``dsp``) or synth_ecp5 (``-nodsp`` without), ``-noflatten``
+    to keep the hierarchy, plus ``options`` (default: :data:`SYNTH_OPTIONS`).
+
+    iCE40 and ECP5 run in two halves with ``opt_clean -purge`` before LUT mapping: Yosys 0.70's abc9
+    failed an internal assertion (``GetSize(conn.first) == GetSize(conn.second)``, reintegrating a
+    module) on the ULX3S board top at 150 MHz; removing the unused named wires first avoids it, and
+    changes no logic."""
+    opts = SYNTH_OPTIONS[family] if options is None else options
     if family == "xilinx":
-        return f"synth_xilinx -family xc7 -flatten -noiopad -top {top}"
+        return [f"synth_xilinx -family xc7 {'-flatten' if flatten else ''} -noiopad {opts} -top {top}"]
     if family == "ice40":
-        return f"synth_ice40 -top {top}" + (" -dsp" if dsp else "")
-    if family == "ecp5":
-        return f"synth_ecp5 -top {top}" + ("" if dsp else " -nodsp")
-    raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+        base = f"synth_ice40 {'' if flatten else '-noflatten'} {'-dsp' if dsp else ''} {opts} -top {top}"
+    elif family == "ecp5":
+        base = f"synth_ecp5 {'' if flatten else '-noflatten'} {'' if dsp else '-nodsp'} {opts} -top {top}"
+    else:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    base = " ".join(base.split())
+    return [f"{base} -run :map_luts", "opt_clean -purge", f"{base} -run map_luts:"]
 
 
 def synthesize(verilog_path: str | Path, family: str, workdir: str | Path, *, top: str = "bnn2hw_top",
                write_json: bool = False, progress: Progress | None = None, ooc_wrapper: bool = False,
-               dsp: bool = True, timeout: float | None = None) -> SynthResult:
+               dsp: bool = True, timeout: float | None = None, options: str | None = None) -> SynthResult:
     """Synthesise ``verilog_path`` for ``family`` ("xilinx": xc7, "ice40", "ecp5") with Yosys in ``workdir``.
 
-    Files written in ``workdir`` (the Verilog is copied there if it is elsewhere; YoWASP sees only
-    that folder): ``synth_<family>.log``, ``stat_<family>.txt`` and ``stat_<family>.json``, and with
-    ``write_json`` the netlist ``<top>_<family>.json`` for nextpnr.
+    ``verilog_path`` is Verilog, or RTLIL if it ends in ``.il`` (Amaranth's ``rtlil.convert``: Yosys then
+    skips parsing Verilog, which was half of CNV's 37-minute synth_ecp5). Files written in ``workdir``
+    (the input is copied there if it is elsewhere; YoWASP sees only that folder): ``synth_<family>.log``,
+    ``stat_<family>.txt`` and ``stat_<family>.json``, and with ``write_json`` the netlist
+    ``<top>_<family>.json`` for nextpnr; on ECP5 its block RAMs then take the flip-flops on their read
+    data as output registers (:func:`bnn2hw.synth.ecp5_bram.absorb_output_registers`; ``stat`` counts
+    them as flip-flops). The commands are :func:`synth_commands` (``options``: its default per family).
 
     ``ooc_wrapper``: synthesise :func:`ooc_wrapper_verilog` around ``top`` (for place-and-route of a
     design with more ports than pins); ``top`` is kept as its own module (``keep_hierarchy``), so
@@ -328,15 +360,16 @@ def synthesize(verilog_path: str | Path, family: str, workdir: str | Path, *, to
                                 workdir / f"stat_{family}.json")
     for stale in (log, stat_txt, stat_json):
         stale.unlink(missing_ok=True)
-    script = [f"read_verilog {local.name}"]
+    rtlil = local.suffix == ".il"
+    script = [f"read_rtlil {local.name}" if rtlil else f"read_verilog {local.name}"]
     synth_top = top
     if ooc_wrapper:
         wrapper = workdir / f"{OOC_TOP}.v"
         wrapper.write_text(ooc_wrapper_verilog(local.read_text(errors="replace"), top))
         script += [f"read_verilog {wrapper.name}", f"setattr -mod -set keep_hierarchy 1 {top}"]
         synth_top = OOC_TOP
-    script += [_synth_command(family, synth_top, dsp), f"tee -q -o {stat_json.name} stat -json",
-               f"tee -q -o {stat_txt.name} stat"]
+    script += synth_commands(family, synth_top, dsp=dsp, options=options)
+    script += [f"tee -q -o {stat_json.name} stat -json", f"tee -q -o {stat_txt.name} stat"]
     json_path = None
     if write_json:
         json_path = workdir / f"{top}_{family}.json"
@@ -353,4 +386,5 @@ def synthesize(verilog_path: str | Path, family: str, workdir: str | Path, *, to
     stat = stat_json.read_text()
     total = parse_stat(stat, family)
     resources = parse_stat(stat, family, module=top) if ooc_wrapper else total
-    return SynthResult(family, top, resources, total, log, stat_txt, json_path, synth_top, seconds)
+    absorbed = absorb_output_registers(json_path) if json_path is not None and family == "ecp5" else 0
+    return SynthResult(family, top, resources, total, log, stat_txt, json_path, synth_top, seconds, absorbed)
