@@ -47,7 +47,7 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    # compact up to 36 MHz: its UP5K board builds reached 46.4 MHz (digits MLP) and 39.2 MHz (W2A2)
+    # compact up to 36 MHz: its UP5K board builds reached 47.6 MHz (digits MLP) and 45.8 MHz (W2A2)
     Family("ice40", 4, ICE40_UP5K, "SB_RAM40_4K", "SB_MAC16", 16, 16, 2, 11, 176.0, 660.0,
            compact=ICE40_UP5K_COMPACT, compact_max_mhz=36.0),
     Family("ecp5", 4, ECP5, "DP16KD", "MULT18X18D", 18, 18, 2, 0, 402.0, 536.0),
